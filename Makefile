@@ -1,0 +1,23 @@
+# Two commands on a fresh machine: `make demo` and `make test`. Both create .venv on first use.
+VENV := .venv
+PY := $(VENV)/bin/python
+OUT ?= runs/demo
+
+.PHONY: setup demo test bench clean
+
+$(VENV)/.installed: pyproject.toml .ci/setup
+	bash .ci/setup
+
+setup: $(VENV)/.installed
+
+demo: $(VENV)/.installed
+	$(PY) -m sine_fields.demo --output $(OUT)
+
+test: $(VENV)/.installed
+	$(PY) -m pytest -q
+
+bench: $(VENV)/.installed
+	$(PY) benchmarks/layers.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache build *.egg-info

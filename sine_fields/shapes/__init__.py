@@ -1,0 +1,1 @@
+"""Shape fitting: ground truth, sampling, fitting, extraction, metrics, reports."""
