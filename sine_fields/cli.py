@@ -14,6 +14,7 @@ from sine_fields.errors import UserError
 # name -> (module, function, one-line help). Nested groups use a space: "data get".
 COMMANDS: dict[str, tuple[str, str, str]] = {
     "demo": ("sine_fields.demo", "main", "run the default demo and write its report"),
+    "data scene": ("sine_fields.data.scenes", "main", "render the Duck or any coloured/textured mesh into a nerfstudio dataset"),
 }
 
 
