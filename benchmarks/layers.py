@@ -17,12 +17,9 @@ Times are medians of repeated runs after a warm-up.
 from __future__ import annotations
 
 import argparse
-import json
-import os
 import platform
 import statistics
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Callable
@@ -32,6 +29,7 @@ from torch import nn
 
 from sine_fields import FieldMLP, MLPConfig, count_parameters
 from sine_fields.fields.merged import MergedMLP
+from sine_fields.io import atomic_write_json
 
 RESULTS = Path(__file__).parent / "results" / "layers.json"
 KINDS = ("dense", "lowrank", "sine")
@@ -137,14 +135,6 @@ def field_inference(device, sync, batch: int, repeats: int) -> dict:
     }
 
 
-def write_json(path: Path, payload: dict) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    with os.fdopen(fd, "w") as handle:
-        json.dump(payload, handle, indent=2)
-    os.replace(tmp, path)
-
-
 def markdown(result: dict) -> str:
     rate = result["matmul_gflops"]
     lines = [
@@ -206,7 +196,7 @@ def main(argv: list[str] | None = None) -> int:
     result["field_inference"] = field_inference(device, sync, field_batch, repeats)
     # Measure the reference again at the end: other load on the machine shows as a difference.
     result["matmul_gflops_end"] = matmul_rate(device, sync)
-    write_json(args.output, result)
+    atomic_write_json(args.output, result)
     print(markdown(result))
     print(f"wrote {args.output}")
     return 0

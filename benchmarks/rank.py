@@ -8,15 +8,13 @@ A 256 x 256 ``SineLowRankLinear`` weight with the authors' initialisation, seed 
 
 from __future__ import annotations
 
-import json
-import os
 import sys
-import tempfile
 from pathlib import Path
 
 import torch
 
 from sine_fields import LowRankLinear, SineLowRankLinear
+from sine_fields.io import atomic_write_json
 
 RESULTS = Path(__file__).parent / "results" / "rank.json"
 OMEGAS = (1.0, 10.0, 30.0, 100.0, 300.0, 1000.0)
@@ -49,11 +47,7 @@ def markdown(result: dict) -> str:
 
 def main() -> int:
     result = measure()
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=RESULTS.parent, suffix=".tmp")
-    with os.fdopen(fd, "w") as handle:
-        json.dump(result, handle, indent=2)
-    os.replace(tmp, RESULTS)
+    atomic_write_json(RESULTS, result)
     print(markdown(result))
     return 0
 

@@ -11,11 +11,11 @@ from __future__ import annotations
 
 import importlib.util
 import json
-import os
 import re
 import sys
-import tempfile
 from pathlib import Path
+
+from sine_fields.io import atomic_write_text
 
 ROOT = Path(__file__).resolve().parents[1]
 README = ROOT / "README.md"
@@ -46,10 +46,7 @@ def main() -> int:
         return f"<!-- table:{name} -->\n{render(name).rstrip()}\n<!-- /table:{name} -->\n"
 
     new = MARKER.sub(replace, text)
-    fd, tmp = tempfile.mkstemp(dir=ROOT, prefix=".README.", suffix=".tmp")
-    with os.fdopen(fd, "w") as handle:
-        handle.write(new)
-    os.replace(tmp, README)
+    atomic_write_text(README, new)
     print(f"updated {len(MARKER.findall(text))} tables in {README.name}")
     return 0
 

@@ -21,8 +21,6 @@ This module imports peft; ``import sine_fields`` does not import this module.
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +30,7 @@ from peft.tuners.lora.layer import Linear as PeftLoraLinear
 from torch import nn
 from torch.nn import functional as F
 
+from sine_fields.io import atomic_write_json
 from sine_fields.layers import DEFAULT_OMEGA, check_gain, check_omega, sine_weight
 
 __all__ = ["SIDECAR", "PeftSineLoRALinear", "load_sine_lora", "register_sine_lora", "save_sine_lora"]
@@ -116,13 +115,6 @@ def register_sine_lora(config: LoraConfig, omega: float = DEFAULT_OMEGA, gain: f
     return config
 
 
-def _write_json_atomically(path: Path, payload: dict) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    with os.fdopen(fd, "w") as handle:
-        json.dump(payload, handle, indent=2)
-    os.replace(tmp, path)
-
-
 def save_sine_lora(model: PeftModel, path: str | Path, **save_kwargs: Any) -> Path:
     """``model.save_pretrained(path)`` plus the sidecar with omega and gain of every adapter."""
     path = Path(path)
@@ -133,7 +125,7 @@ def save_sine_lora(model: PeftModel, path: str | Path, **save_kwargs: Any) -> Pa
             raise ValueError(f"adapter {name!r} was not registered with register_sine_lora")
         adapters[name] = {"omega": getattr(config, _OMEGA_ATTR), "gain": getattr(config, _GAIN_ATTR, None)}
     # PEFT writes a non-default adapter into a sub-folder named after it; the sidecar sits at the top.
-    _write_json_atomically(path / SIDECAR, {"format": 1, "adapters": adapters})
+    atomic_write_json(path / SIDECAR, {"format": 1, "adapters": adapters})
     return path
 
 
