@@ -14,6 +14,12 @@ from sine_fields.errors import UserError
 # name -> (module, function, one-line help). Nested groups use a space: "data get".
 COMMANDS: dict[str, tuple[str, str, str]] = {
     "demo": ("sine_fields.demo", "main", "run the default demo and write its report"),
+    "fit": ("sine_fields.shapes.commands", "fit", "fit a neural field to a mesh, extract and score it"),
+    "extract": ("sine_fields.shapes.commands", "extract", "re-extract the mesh of a finished shape run"),
+    "eval": ("sine_fields.shapes.commands", "evaluate", "re-score a shape run (writes metrics.json)"),
+    "compare": ("sine_fields.shapes.commands", "compare", "markdown table of shape runs side by side"),
+    "data list": ("sine_fields.shapes.commands", "data_list", "list named mesh sources and the cache folder"),
+    "data get": ("sine_fields.shapes.commands", "data_get", "fetch a named mesh into the cache"),
     "data scene": ("sine_fields.data.scenes", "main", "render the Duck or any coloured/textured mesh into a nerfstudio dataset"),
 }
 
