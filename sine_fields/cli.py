@@ -21,6 +21,7 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "data list": ("sine_fields.shapes.commands", "data_list", "list named mesh sources and the cache folder"),
     "data get": ("sine_fields.shapes.commands", "data_get", "fetch a named mesh into the cache"),
     "data scene": ("sine_fields.data.scenes", "main", "render the Duck or any coloured/textured mesh into a nerfstudio dataset"),
+    "view": ("sine_fields.viewer.app", "main", "serve a web page (viser) that shows shape fits beside their ground truth"),
 }
 
 
