@@ -79,15 +79,20 @@ class _SineWeight(torch.autograd.Function):
         ctx.save_for_backward(U, V)
         ctx.omega = omega
         ctx.gain = gain
-        return torch.sin(torch.mm(U, V).mul_(omega)).div_(gain)
+        # omega folded into the small factor (out x k) and the sine taken in place: two passes over
+        # the out x in matrix instead of four.
+        return torch.mm(U * omega, V).sin_().div_(gain)
 
     @staticmethod
     def backward(ctx, grad_weight: Tensor):  # type: ignore[override]
         U, V = ctx.saved_tensors
-        # d/dZ of sin(omega Z) / gain is omega cos(omega Z) / gain, Z = U V.
-        grad_z = torch.cos(torch.mm(U, V).mul_(ctx.omega)).mul_(grad_weight).mul_(ctx.omega / ctx.gain)
-        grad_u = torch.mm(grad_z, V.t()) if ctx.needs_input_grad[0] else None
-        grad_v = torch.mm(U.t(), grad_z) if ctx.needs_input_grad[1] else None
+        omega, gain = ctx.omega, ctx.gain
+        # d/dZ of sin(omega Z) / gain is omega cos(omega Z) / gain, Z = U V; the constant factor is
+        # applied to the small (out x k, k x in) results rather than to the out x in matrix.
+        grad_z = torch.mm(U * omega, V).cos_().mul_(grad_weight)
+        scale = omega / gain
+        grad_u = torch.mm(grad_z, V.t()).mul_(scale) if ctx.needs_input_grad[0] else None
+        grad_v = torch.mm(U.t(), grad_z).mul_(scale) if ctx.needs_input_grad[1] else None
         return grad_u, grad_v, None, None
 
 
