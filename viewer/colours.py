@@ -19,7 +19,8 @@ def to_rgb(values: np.ndarray, cmap: str) -> np.ndarray:
     """``(...)`` values in [0, 1] -> ``(..., 3)`` uint8 RGB through a matplotlib colour map."""
     from matplotlib import colormaps  # imported on use: matplotlib costs ~0.3 s
 
-    rgba = colormaps[cmap](np.clip(np.asarray(values, dtype=np.float64), 0.0, 1.0))
+    # np.asarray: a scalar input comes back as a tuple
+    rgba = np.asarray(colormaps[cmap](np.clip(np.asarray(values, dtype=np.float64), 0.0, 1.0)))
     return (rgba[..., :3] * 255).round().astype(np.uint8)
 
 
