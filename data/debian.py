@@ -13,7 +13,7 @@ from pathlib import Path
 
 from sine_fields.data.recipes import Archive, DataError, atomic_write_bytes, cache_dir, fetch_archive
 
-__all__ = ["debian_members", "debian_package"]
+__all__ = ["cached_members", "debian_members", "debian_package"]
 
 
 def debian_package(name: str, version: str, sha256: str, arch: str = "all") -> Archive:
@@ -39,14 +39,24 @@ def _data_tar(deb: Path) -> tuple[str, bytes]:
     raise DataError(f"{deb} has no data.tar member; delete it and retry")
 
 
+def _member_paths(package: Archive, members: list[str]) -> list[Path]:
+    folder = cache_dir() / "debian" / package.filename.removesuffix(".deb")
+    return [folder / member for member in members]
+
+
+def cached_members(package: Archive, members: list[str]) -> list[Path] | None:
+    """The unpacked members if all are already in the cache, else ``None`` (fetches nothing)."""
+    targets = _member_paths(package, members)
+    return targets if all(t.exists() for t in targets) else None
+
+
 def debian_members(package: Archive, members: list[str]) -> list[Path]:
     """Unpack ``members`` (paths inside the package, e.g. ``usr/share/x/y.dae``) into the cache once.
 
     Returns the cached files in the order asked, keeping each member's folder layout so that
     files referring to each other by relative path (a model and its texture) still find each other.
     """
-    folder = cache_dir() / "debian" / package.filename.removesuffix(".deb")
-    targets = [folder / member for member in members]
+    targets = _member_paths(package, members)
     if all(t.exists() for t in targets):
         return targets
     deb = fetch_archive(package)

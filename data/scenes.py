@@ -37,7 +37,7 @@ from typing import Literal
 import numpy as np
 import trimesh
 
-from sine_fields.data.debian import debian_members, debian_package
+from sine_fields.data.debian import cached_members, debian_members, debian_package
 from sine_fields.data.recipes import DataError, sha256_of
 
 try:  # only the CLI reads this marker; the library functions never need tyro
@@ -49,7 +49,7 @@ except ImportError:  # pragma: no cover
             return item
 
 
-__all__ = ["SCENES", "RenderOptions", "camera_positions", "look_at", "load_scene_mesh", "render_scene", "render_view"]
+__all__ = ["SCENES", "duck_is_cached", "RenderOptions", "camera_positions", "look_at", "load_scene_mesh", "render_scene", "render_view"]
 
 # The textured Duck (COLLADA sample model) as shipped in Debian's assimp-testmodels; the .dae names
 # its texture by relative path, so both files are unpacked side by side.
@@ -112,6 +112,11 @@ class RenderOptions:
             raise SceneError(f"up must be x, y or z, got {self.up!r}")
         if not math.isfinite(self.radius) or self.radius <= 0:
             raise SceneError(f"radius must be a positive number, got {self.radius}")
+
+
+def duck_is_cached() -> bool:
+    """True when the Duck's files are already unpacked in the cache (nothing is fetched)."""
+    return cached_members(ASSIMP_TESTMODELS, SCENES["duck"][1]) is not None
 
 
 def resolve_source(source: str) -> tuple[Path, str]:
