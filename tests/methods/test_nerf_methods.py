@@ -1,0 +1,174 @@
+"""The nerfstudio methods: registration, parameter counts, a few-iteration CPU train of every method
+this package registers, and checkpoint reload through nerfstudio's own loader (weights-only)."""
+
+from __future__ import annotations
+
+import copy
+import sys
+from importlib.metadata import entry_points
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import trimesh
+from nerfstudio.field_components.encodings import NeRFEncoding
+from nerfstudio.fields.vanilla_nerf_field import NeRFField
+from nerfstudio.plugins.registry import discover_methods
+from nerfstudio.plugins.types import MethodSpecification
+
+from sine_fields.data.scenes import RenderOptions, render_scene
+from sine_fields.methods import config as entry_module
+from sine_fields.methods.common import alexnet_weights_path, factorise_mlps
+
+# Every method this package registers: the train test below runs all of them (no list to forget).
+OURS = sorted(ep.name for ep in entry_points(group="nerfstudio.method_configs") if ep.value.startswith("sine_fields."))
+
+
+def test_entry_points_register_the_three_methods():
+    assert OURS == ["lowrank-nerf", "sine-nerf", "sine-nerfacto"]
+    methods, descriptions = discover_methods()
+    for name in OURS:
+        config = methods[name]
+        assert config.method_name == name, "ns-train lists a method under its config's method_name"
+        assert descriptions[name]
+        assert config.vis != "wandb"  # needs an account
+        assert config.viewer.websocket_host == "127.0.0.1"
+        assert config.machine.device_type in ("cuda", "cpu", "mps")
+
+
+def test_variants_differ_only_in_their_layers():
+    methods, _ = discover_methods()
+    sine, lowrank = methods["sine-nerf"].pipeline.model, methods["lowrank-nerf"].pipeline.model
+    assert (sine.linear, lowrank.linear) == ("sine", "lowrank")
+    different = {k for k in vars(sine) if getattr(sine, k) != getattr(lowrank, k)}
+    assert different == {"linear"}
+
+
+def test_a_broken_method_does_not_break_ns_train(monkeypatch):
+    # Make our model module fail at import, as a broken optional dependency would.
+    monkeypatch.setitem(sys.modules, "sine_fields.methods.sine_nerf", None)
+    broken = entry_module._spec("sine-nerf")
+    assert not isinstance(broken, MethodSpecification)
+    assert "unavailable" in repr(broken) and "sine_fields.methods.sine_nerf" in repr(broken)
+    monkeypatch.setattr(entry_module, "sine_nerf", broken)
+    methods, _ = discover_methods()  # nerfstudio warns about the broken one and goes on
+    assert "sine-nerf" not in methods
+    assert "sine-nerfacto" in methods and "lowrank-nerf" in methods
+
+
+def _nerf_field() -> NeRFField:
+    # vanilla-nerf's field, as nerfstudio builds it
+    return NeRFField(
+        position_encoding=NeRFEncoding(in_dim=3, num_frequencies=10, min_freq_exp=0.0, max_freq_exp=8.0, include_input=True),
+        direction_encoding=NeRFEncoding(in_dim=3, num_frequencies=4, min_freq_exp=0.0, max_freq_exp=4.0, include_input=True),
+    )
+
+
+def _expected_count(rank: int, factorise: str) -> int:
+    """Closed-form parameter count of the field at ``rank`` (rank 0 = dense)."""
+    # base MLP: 63 -> 256, 256 x3, skip (256 + 63) -> 256, 256 x3; head MLP: (256 + 27) -> 128, 128 -> 128
+    layers = [(63, 256)] + [(256, 256)] * 3 + [(319, 256)] + [(256, 256)] * 3 + [(283, 128), (128, 128)]
+    total = 256 + 1 + 128 * 3 + 3  # density head 256 -> 1, RGB head 128 -> 3, both dense
+    for fan_in, fan_out in layers:
+        low = rank > 0 and (factorise == "all" or fan_in == fan_out)
+        total += (rank * (fan_in + fan_out) if low else fan_in * fan_out) + fan_out
+    return total
+
+
+@pytest.mark.parametrize("factorise", ["all", "hidden"])
+@pytest.mark.parametrize("rank", [1, 5, 16])
+def test_parameter_counts_sine_equals_lowrank(rank, factorise):
+    counts = {}
+    for linear in ("dense", "lowrank", "sine"):
+        field = _nerf_field()
+        summary = factorise_mlps(field, ["mlp_base", "mlp_head"], linear, rank, 100.0, factorise)
+        counts[linear] = sum(p.numel() for p in field.parameters())
+        assert summary.parameters_after == counts[linear]
+    assert counts["dense"] == _expected_count(0, factorise) == 546_564
+    assert counts["sine"] == counts["lowrank"] == _expected_count(rank, factorise)
+
+
+def test_rank5_all_layers_is_the_papers_five_percent_budget():
+    field = _nerf_field()
+    summary = factorise_mlps(field, ["mlp_base", "mlp_head"], "sine", 5, 100.0, "all")
+    assert 0.04 < summary.parameters_after / summary.parameters_before < 0.06
+    assert len(summary.changed) == 10 and not summary.skipped
+
+
+# --- training -------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def scene(tmp_path_factory) -> Path:
+    """A tiny rendered scene (coloured sphere, 16 px, 6 views): no network needed."""
+    folder = tmp_path_factory.mktemp("scene")
+    sphere = trimesh.creation.icosphere(subdivisions=2, radius=0.5)
+    sphere.visual.vertex_colors = np.tile([220, 120, 40, 255], (len(sphere.vertices), 1))
+    sphere.export(folder / "sphere.ply")
+    render_scene(str(folder / "sphere.ply"), folder / "data", RenderOptions(views=6, resolution=16, eval_every=3, up="z"))
+    return folder / "data"
+
+
+def tiny(config, data: Path, output: Path):
+    """The registered config, shrunk for a seconds-long CPU run (the structure is unchanged)."""
+    config = copy.deepcopy(config)
+    config.pipeline.datamanager.data = data
+    config.output_dir = output
+    config.machine.device_type = "cpu"
+    config.vis = "tensorboard"
+    config.max_num_iterations = 3
+    config.steps_per_save = 1000
+    config.steps_per_eval_batch = config.steps_per_eval_image = config.steps_per_eval_all_images = 1000
+    config.pipeline.datamanager.train_num_rays_per_batch = 64
+    config.pipeline.datamanager.eval_num_rays_per_batch = 64
+    model = config.pipeline.model
+    model.eval_num_rays_per_chunk = 256
+    if hasattr(model, "num_coarse_samples"):
+        model.num_coarse_samples = model.num_importance_samples = 8
+    else:  # nerfacto: tiny hash grids and few samples
+        model.num_proposal_samples_per_ray = (8, 8)
+        model.num_nerf_samples_per_ray = 8
+        model.log2_hashmap_size, model.num_levels, model.max_res = 10, 4, 64
+        model.proposal_net_args_list = [
+            {"hidden_dim": 16, "log2_hashmap_size": 10, "num_levels": 4, "max_res": 32, "use_linear": False}
+        ] * 2
+    config.set_timestamp()
+    return config
+
+
+@pytest.mark.parametrize("name", OURS)
+def test_few_iteration_cpu_train_and_checkpoint_reload(name, scene, tmp_path):
+    from nerfstudio.utils.eval_utils import eval_setup
+
+    methods, _ = discover_methods()
+    config = tiny(methods[name], scene, tmp_path)
+    config.save_config()
+    torch.manual_seed(0)
+    trainer = config.setup(local_rank=0, world_size=1)
+    trainer.setup()
+    model = trainer.pipeline.model
+    before = {k: v.detach().clone() for k, v in model.state_dict().items() if v.is_floating_point()}
+    for step in range(config.max_num_iterations):
+        loss, _, _ = trainer.train_iteration(step)
+        assert torch.isfinite(loss), f"{name}: loss {loss} at step {step}"
+    changed = [k for k, v in model.state_dict().items() if k in before and not torch.equal(v, before[k])]
+    assert any(".U" in k for k in changed) and any(".V" in k for k in changed), f"{name}: factors did not train"
+    trainer.save_checkpoint(config.max_num_iterations - 1)
+    checkpoint = next((config.get_base_dir() / "nerfstudio_models").glob("*.ckpt"))
+
+    # nerfstudio's own loaders call torch.load with torch's default (weights-only since 2.6)
+    torch.load(checkpoint, map_location="cpu", weights_only=True)
+    _, pipeline, _, _ = eval_setup(config.get_base_dir() / "config.yml", test_mode="test")
+    camera = pipeline.datamanager.eval_dataset.cameras[0:1]
+    trainer.pipeline.eval()
+    reference = trainer.pipeline.model.get_outputs_for_camera(camera)
+    reloaded = pipeline.model.get_outputs_for_camera(camera)
+    key = "rgb" if "rgb" in reloaded else "rgb_fine"
+    assert reloaded[key].shape == (16, 16, 3)
+    assert torch.allclose(reloaded[key], reference[key], atol=1e-5)
+
+    metrics = pipeline.get_average_eval_image_metrics()
+    assert np.isfinite(metrics["psnr"]) and any("ssim" in k for k in metrics)
+    # LPIPS is reported exactly when its AlexNet weights are on disk, never as a made-up value
+    assert any("lpips" in k for k in metrics) == alexnet_weights_path().exists()
