@@ -1,0 +1,84 @@
+"""Helpers every benchmark needs: one-line CLI errors, atomic JSON, mean and spread, markdown tables."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any, NoReturn, Sequence
+
+__all__ = ["OneLineParser", "mean_std", "markdown_table", "parse_floats", "parse_ints", "write_json_atomic", "write_text_atomic"]
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """``argparse`` that reports a bad option as one line (``error: ...``) and exits with code 2."""
+
+    def error(self, message: str) -> NoReturn:
+        print(f"error: {message} (see --help)", file=sys.stderr)
+        sys.exit(2)
+
+
+def _parse_list(text: str, kind: type, name: str) -> list:
+    try:
+        values = [kind(item) for item in text.split(",") if item.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{name} must be a comma-separated list of {kind.__name__}s, got {text!r}")
+    if not values:
+        raise argparse.ArgumentTypeError(f"{name} must not be empty")
+    return values
+
+
+def parse_ints(text: str) -> list[int]:
+    """``"1,2,4"`` -> ``[1, 2, 4]``; each value must be >= 0 (ranks and seeds)."""
+    values = _parse_list(text, int, "value")
+    if any(v < 0 for v in values):
+        raise argparse.ArgumentTypeError(f"values must be >= 0, got {text!r}")
+    return values
+
+
+def parse_floats(text: str) -> list[float]:
+    """``"10,30,100"`` -> ``[10.0, 30.0, 100.0]``; each value must be finite and > 0 (omegas)."""
+    values = _parse_list(text, float, "value")
+    if any(not math.isfinite(v) or v <= 0 for v in values):
+        raise argparse.ArgumentTypeError(f"values must be finite and > 0, got {text!r}")
+    return values
+
+
+def mean_std(values: Sequence[float]) -> tuple[float, float]:
+    """Mean and sample standard deviation (0 for a single value)."""
+    n = len(values)
+    if n == 0:
+        raise ValueError("mean_std needs at least one value")
+    mean = sum(values) / n
+    if n == 1:
+        return mean, 0.0
+    return mean, math.sqrt(sum((v - mean) ** 2 for v in values) / (n - 1))
+
+
+def markdown_table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    lines += ["| " + " | ".join(str(cell) for cell in row) + " |" for row in rows]
+    return "\n".join(lines) + "\n"
+
+
+def write_text_atomic(path: str | Path, text: str) -> Path:
+    """Write through a temporary file in the same folder, then rename: a reader never sees half a file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w") as handle:
+            handle.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def write_json_atomic(path: str | Path, payload: Any) -> Path:
+    return write_text_atomic(path, json.dumps(payload, indent=2) + "\n")
