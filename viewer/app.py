@@ -8,15 +8,23 @@ progress bar. It binds 127.0.0.1 unless told otherwise and stops cleanly on Ctrl
 
 from __future__ import annotations
 
+import shutil
 import tempfile
 import threading
 import time
 from pathlib import Path
-import numpy as np
 
+import numpy as np
 import tyro
 
 from sine_fields.errors import UserError
+from sine_fields.shapes.field import field_summary
+from sine_fields.shapes.ground_truth import BOX_HALF
+from sine_fields.viewer.colours import colour_bar_image, field_colours
+from sine_fields.viewer.extraction import Cancelled, re_extract
+from sine_fields.viewer.panels import format_value, metrics_markdown
+from sine_fields.viewer.scene import LAYOUTS, SPACING, MeshEntry, ShapeScene
+from sine_fields.viewer.slicing import AXES, slice_points
 
 __all__ = ["ShapeViewer", "main"]
 
@@ -34,10 +42,8 @@ class ShapeViewer:
     """Builds the scene and the panels on a running ``viser.ViserServer`` and answers the controls."""
 
     def __init__(self, server, runs, ground_truth, device) -> None:
-        from sine_fields.viewer.scene import MeshEntry, ShapeScene
-
         self.server, self.runs, self.ground_truth, self.device = server, runs, ground_truth, device
-        self.cancel = threading.Event()  # set on shutdown: a running extraction stops between slabs
+        self.cancel = threading.Event()  # set on shutdown: a running extraction stops before its next chunk
         self._fields: dict[int, object] = {}
         self._field_lock = threading.Lock()
         self._slice_lock = threading.Lock()
@@ -46,7 +52,13 @@ class ShapeViewer:
         entries = [MeshEntry("ground truth", ground_truth.mesh, None)]
         entries += [MeshEntry(run.name, run.mesh, self._distances(run.mesh)) for run in runs]
         self.scene = ShapeScene(server, entries)
+        # Markdown images are read from files (viser inlines them): the colour bar lives here.
         self._image_root = Path(tempfile.mkdtemp(prefix="sine-fields-view-"))
+
+    def close(self) -> None:
+        """Stop a running extraction and remove the temporary files."""
+        self.cancel.set()
+        shutil.rmtree(self._image_root, ignore_errors=True)
 
     # ----- data -------------------------------------------------------------------------------
     def _distances(self, mesh) -> np.ndarray:
@@ -71,7 +83,7 @@ class ShapeViewer:
         gui = self.server.gui
         self.scene.draw_all()
         with gui.add_folder("Scene"):
-            layout = gui.add_dropdown("layout", self.scene_layouts(), initial_value=self.scene.layout)
+            layout = gui.add_dropdown("layout", LAYOUTS, initial_value=self.scene.layout)
             layout.on_update(lambda _: self.scene.set_layout(layout.value))
             for index, entry in enumerate(self.scene.entries):
                 box = gui.add_checkbox(f"show {entry.name}", True)
@@ -88,24 +100,12 @@ class ShapeViewer:
         self._build_slice_panel()
         self._build_extract_panel()
 
-    @staticmethod
-    def scene_layouts() -> tuple[str, ...]:
-        from sine_fields.viewer.scene import LAYOUTS
-
-        return LAYOUTS
-
     def _metrics_text(self, index: int) -> str:
-        from sine_fields.shapes.field import field_summary
-        from sine_fields.viewer.panels import metrics_markdown
-
         run = self.runs[index]
         metrics = {key: value for key, value in run.metrics.items() if key != "num_parameters"}  # shown first
         return metrics_markdown(run.name, run.num_parameters, field_summary(run.field_config), metrics, self._notes[index])
 
     def _colour_bar_text(self) -> str:
-        from sine_fields.viewer.colours import colour_bar_image
-        from sine_fields.viewer.panels import format_value
-
         import imageio.v3 as iio  # viser's own dependency
 
         iio.imwrite(self._image_root / "colour_bar.png", colour_bar_image())
@@ -125,9 +125,6 @@ class ShapeViewer:
 
     # ----- slice plane ------------------------------------------------------------------------
     def _build_slice_panel(self) -> None:
-        from sine_fields.shapes.ground_truth import BOX_HALF
-        from sine_fields.viewer.slicing import AXES
-
         gui = self.server.gui
         with gui.add_folder("Slice plane"):
             self.slice_show = gui.add_checkbox("show slice", True)
@@ -142,9 +139,6 @@ class ShapeViewer:
     def update_slice(self) -> None:
         """Evaluate the chosen field on the plane (128^2 points, well under a second) and show it."""
         import torch
-
-        from sine_fields.viewer.colours import field_colours
-        from sine_fields.viewer.slicing import slice_points
 
         with self._slice_lock:
             index = self._run_index(self.slice_run.value)
@@ -192,8 +186,6 @@ class ShapeViewer:
 
     def re_extract(self) -> None:
         """Mesh the chosen field at the chosen resolution and level; show progress while it runs."""
-        from sine_fields.viewer.extraction import Cancelled, re_extract
-
         if not self._extract_lock.acquire(blocking=False):
             return  # one extraction at a time: two would halve each other's speed on a small machine
         try:
@@ -234,8 +226,6 @@ class ShapeViewer:
     # ----- camera -----------------------------------------------------------------------------
     def frame_camera(self, client) -> None:
         """Look at the whole row of meshes from the front (+z), slightly above."""
-        from sine_fields.viewer.scene import SPACING
-
         width = len(self.scene.entries) * SPACING
         # The panel floats over the right of the canvas: aim a little right of the row's centre so
         # the meshes sit in the free part. Position first: viser's position setter moves look_at too.
@@ -287,7 +277,7 @@ def main(
     except KeyboardInterrupt:
         print("stopping the viewer", flush=True)
     finally:
-        viewer.cancel.set()
+        viewer.close()
         stop_server(server)
     return 0
 
