@@ -1,23 +1,65 @@
-"""``make demo``: a layer demo (replaced by the shape-fit demo once the shape pipeline lands)."""
+"""``make demo``: dense, low-rank and sine low-rank occupancy fields on the bunny, with a report.
+
+The paper's occupancy budget (DESIGN.md, Sec. 1): 3 -> 256 -> 256 -> 256 -> 1 with Gaussian
+activations; the two square hidden layers are dense (132,865 parameters) or rank 1 (2,817, 2.1 %).
+The training budget ``DEMO_TRAIN`` is small enough for a few minutes on a CPU; benchmarks/shapes.py
+uses the same budget, so the demo's numbers are one row of the benchmark.
+"""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
-import torch
+from sine_fields.errors import UserError
+from sine_fields.shapes.fit import TrainConfig
 
-from sine_fields.layers import LowRankLinear, SineLowRankLinear
+# Steps x batch on the CPU: ~1 minute per fit for the dense field on one core.
+DEMO_TRAIN = TrainConfig(steps=300, batch_size=4096, samples=200_000, seed=0)
+DEMO_RESOLUTION = 256
+DEMO_KINDS = ("dense", "lowrank", "sine")
 
 
-def main(output: Path = Path("runs/demo")) -> None:
-    """Print the numerical rank and parameter count of dense, low-rank and sine low-rank 256 x 256 layers.
+def demo_field(linear: str, rank: int = 1, omega: float | None = None, target: str = "occupancy"):
+    """The demo's field config for one layer kind (everything else is ``default_mlp()``)."""
+    from sine_fields.shapes.field import FieldConfig, default_mlp
+
+    mlp = replace(default_mlp(), linear=linear, rank=rank)
+    if omega is not None:
+        mlp = replace(mlp, omega=omega)
+    return FieldConfig(target=target, mlp=mlp)
+
+
+def main(output: Path = Path("runs/demo"), mesh: str = "bunny", steps: int = DEMO_TRAIN.steps, device: str = "auto") -> int:
+    """Fit dense, low-rank and sine low-rank fields (rank 1) to a mesh and write OUTPUT/report.md.
 
     Args:
-        output: folder for the report (unused by the layer demo).
+        output: folder for the three runs and the report (runs resume if interrupted).
+        mesh: `bunny`, `cgal:<name>` or a mesh file.
+        steps: optimiser steps per fit.
+        device: auto (CUDA if available), cpu, cuda, ...
     """
-    torch.manual_seed(0)
-    dense = torch.nn.Linear(256, 256)
-    for name, layer in (("dense", dense), ("lowrank k=4", LowRankLinear(256, 256, 4)), ("sine k=4", SineLowRankLinear(256, 256, 4))):
-        rank = torch.linalg.matrix_rank(layer.weight.detach()).item()
-        params = sum(p.numel() for p in layer.parameters())
-        print(f"{name:<12} params {params:>6}  numerical rank {rank}")
+    from sine_fields.shapes.report import load_runs, write_report
+    from sine_fields.shapes.run import fit_run
+
+    if steps < 1:
+        raise UserError(f"--steps must be >= 1, got {steps}")
+    train = replace(DEMO_TRAIN, steps=steps)
+    folders = []
+    for linear in DEMO_KINDS:
+        folder = Path(output) / linear
+        print(f"[{linear}] fitting {mesh} into {folder}")
+        fit_run(mesh, folder, demo_field(linear), train, resolution=DEMO_RESOLUTION, device=device)
+        folders.append(folder)
+    command = f"sine-fields demo --output {output} --mesh {mesh} --steps {steps}"
+    report = write_report(load_runs(folders), Path(output), title=f"Shape demo: {mesh}, rank 1", command=command)
+    print(f"report: {report}")
+    return 0
+
+
+if __name__ == "__main__":
+    import sys
+
+    from sine_fields.cli import main as cli_main
+
+    sys.exit(cli_main(["demo", *sys.argv[1:]]))

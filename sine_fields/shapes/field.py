@@ -15,6 +15,7 @@ from torch import Tensor, nn
 
 from sine_fields.fields import MLPConfig, build_mlp
 from sine_fields.fields.encodings import build_encoding
+from sine_fields.fields.merged import MergedMLP
 
 __all__ = ["LEVEL", "FieldConfig", "ShapeField", "default_mlp", "field_summary"]
 
@@ -22,10 +23,15 @@ LEVEL = 0.0
 """Surface level in the field's output space: logit 0 for occupancy, distance 0 for SDF."""
 
 
+# Sine frequency of shape fields, chosen from the omega sweep in benchmarks/shapes.py (results in
+# benchmarks/results/shapes.json, README table).
+SHAPE_OMEGA = 100.0
+
+
 def default_mlp() -> MLPConfig:
     # The paper's occupancy budget (DESIGN.md, Sec. 1): 3 -> 256 -> 256 -> 256 -> 1, the two square
     # hidden layers factorised; at rank 1 that is 2,817 of 132,865 dense parameters (2.1 %).
-    return MLPConfig(n_neurons=256, n_hidden_layers=3, activation="Gaussian", linear="dense", rank=1)
+    return MLPConfig(n_neurons=256, n_hidden_layers=3, activation="Gaussian", linear="dense", rank=1, omega=SHAPE_OMEGA)
 
 
 @dataclass
@@ -72,9 +78,12 @@ class ShapeField(nn.Module):
         """``(n, 3)`` numpy points -> ``(n,)`` float32 field values, in chunks to bound memory."""
         points = np.asarray(points, dtype=np.float32).reshape(-1, 3)
         out = np.empty(len(points), dtype=np.float32)
+        # Weights materialised once per call (sine / low-rank cost the same as dense here), with the
+        # cache-sized chunking of MergedMLP; built per call so the module holds no stale copy.
+        merged = MergedMLP(self.mlp)
         for start in range(0, len(points), chunk):
             batch = torch.from_numpy(points[start : start + chunk]).to(self.device)
-            out[start : start + chunk] = self(batch).float().cpu().numpy()
+            out[start : start + chunk] = merged(self.encoding(batch)).squeeze(-1).float().cpu().numpy()
         return out
 
 

@@ -30,7 +30,7 @@ from sine_fields.shapes.extract import Extraction, extract
 from sine_fields.shapes.field import LEVEL, FieldConfig, ShapeField, field_summary
 from sine_fields.shapes.fit import TrainConfig, fit, load_field, pick_device
 from sine_fields.shapes.ground_truth import GroundTruth, Normalisation
-from sine_fields.shapes.metrics import METRIC_KEYS, iou, surface_metrics
+from sine_fields.shapes.metrics import METRIC_KEYS, SURFACE_SAMPLES, iou, surface_metrics
 from sine_fields.shapes.sampling import evaluation_points
 
 __all__ = ["RunPaths", "evaluate_run", "extract_run", "fit_run", "load_ground_truth", "open_run", "surface_level"]
@@ -38,6 +38,7 @@ __all__ = ["RunPaths", "evaluate_run", "extract_run", "fit_run", "load_ground_tr
 FORMAT_VERSION = 1
 # Points per IoU set (uniform and near-surface each): Occupancy Networks uses 100k uniform points.
 IOU_POINTS = 100_000
+SCORE_SURFACE_SAMPLES = SURFACE_SAMPLES
 ExtractMethod = Literal["dense", "coarse-to-fine"]
 
 
@@ -161,7 +162,9 @@ def _extract_and_save(run: OpenRun, field: ShapeField, resolution: int, method: 
     surface = 0.5 if occupancy else 0.0  # LEVEL in the user's units: probability 0.5, distance 0
     info = result.info() | {"level": surface if level is None else level,
                             "level_units": "probability" if occupancy else "distance",
-                            "mesh": mesh_path.name}
+                            # Relative inside the run folder (the folder can move), absolute elsewhere.
+                            "mesh": str(mesh_path.relative_to(run.paths.root)) if mesh_path.is_relative_to(run.paths.root)
+                            else str(mesh_path.resolve())}
     write_json(run.paths.extraction, info)
     return result
 
@@ -179,7 +182,7 @@ def _score(run: OpenRun, gt: GroundTruth, field: ShapeField, mesh_path: Path, fi
     metrics = {
         "iou": iou(inside(uniform.points) > level, uniform.occupancy),
         "iou_near_surface": iou(inside(near.points) > level, near.occupancy),
-        **surface_metrics(normalised, gt.mesh),
+        **surface_metrics(normalised, gt.mesh, samples=SCORE_SURFACE_SAMPLES),
         "num_parameters": field.num_parameters(),
         "field_queries": int(field_queries),
     }
