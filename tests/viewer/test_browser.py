@@ -73,6 +73,16 @@ def test_viewer_in_chromium(fitted_run, tmp_path):
             assert shown > 0.03, f"only {shown:.3%} of the canvas is drawn (see {tmp_path / 'viewer.png'})"
             assert hidden < shown / 5, f"hiding the meshes left {hidden:.3%} of {shown:.3%} drawn"
 
+            # Move the slice to the edge of the box with the keyboard: the field is evaluated again
+            # on the new plane (all outside there), and the legend reports the new value range.
+            legend = page.get_by_text("range on the plane").inner_text()
+            page.get_by_role("slider").first.focus()
+            page.keyboard.press("End")
+            page.wait_for_function(
+                "old => !document.body.innerText.includes(old) && document.body.innerText.includes('range on the plane')",
+                arg=legend, timeout=SCREENSHOT_TIMEOUT_MS,
+            )
+
             # Re-extract from the page: the progress path runs and the panel says what is shown.
             page.get_by_label(f"show {fitted_run.name}", exact=True).click()
             page.get_by_role("button", name="re-extract").click()
