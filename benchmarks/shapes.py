@@ -11,6 +11,9 @@ Sections, in order (each fit is a run folder under runs/bench-shapes/, reused wh
   Chamfer-L1 of each mesh against the ground truth);
 - chamfer: time of one Chamfer evaluation on 100k + 100k surface points.
 
+Finished fits are reused, so parts can run in parallel processes (``--sections ranks --meshes
+cgal:camel --output /tmp/part.json``) before one full run collects everything into the JSON.
+
 Every fit uses the demo's fixed budget (sine_fields.demo.DEMO_TRAIN: 300 steps of 4,096 points, a
 200k-point pool, seed 0) and the paper's network (3 -> 256 -> 256 -> 256 -> 1, Gaussian), on one CPU
 thread by default: a deliberately small budget, far below the paper's, so IoUs are lower than there.
@@ -31,7 +34,7 @@ import torch
 
 from sine_fields.demo import DEMO_RESOLUTION, DEMO_TRAIN, demo_field
 from sine_fields.io import atomic_write_json
-from sine_fields.shapes.field import default_mlp
+from sine_fields.shapes.field import SHAPE_OMEGA_RANK1, shape_omega
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = Path(__file__).parent / "results" / "shapes.json"
@@ -48,7 +51,7 @@ METRICS = ("iou", "iou_near_surface", "chamfer_l1", "chamfer_l2", "normal_consis
            "field_queries")
 
 
-def run_fit(mesh: str, linear: str, rank: int, omega: float, train, quick: bool) -> dict:
+def run_fit(mesh: str, linear: str, rank: int, omega: float | None, train, quick: bool) -> dict:
     from sine_fields.shapes.run import RunPaths, fit_run
 
     label = "dense" if linear == "dense" else f"{linear}-k{rank}" + (f"-w{omega:g}" if linear == "sine" else "")
@@ -114,14 +117,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="tiny budget smoke test (writes shapes_quick.json)")
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads (1: steadiest on a shared machine)")
     parser.add_argument("--sections", default="omega,ranks,extraction,chamfer", help="comma-separated subset")
+    parser.add_argument("--meshes", default=None, help="comma-separated subset of the ranks section's meshes")
+    parser.add_argument("--output", type=Path, default=None, help="JSON path (default benchmarks/results/shapes.json)")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     train = replace(DEMO_TRAIN, steps=20, samples=20_000, batch_size=1024) if args.quick else DEMO_TRAIN
-    results_path = RESULTS.with_name("shapes_quick.json") if args.quick else RESULTS
+    results_path = args.output or (RESULTS.with_name("shapes_quick.json") if args.quick else RESULTS)
     result = json.loads(results_path.read_text()) if results_path.exists() else {}
     result["setup"] = {"train": train.to_dict(), "network": "3-256-256-256-1 Gaussian, hidden layers factorised",
                        "resolution": DEMO_RESOLUTION, "threads": args.threads, "torch": torch.__version__,
-                       "machine": platform.processor() or platform.machine(), "shape_omega": default_mlp().omega}
+                       "machine": platform.processor() or platform.machine(), "omega_rule": f"{SHAPE_OMEGA_RANK1:g} / sqrt(rank)"}
     sections = args.sections.split(",")
     started = time.perf_counter()
 
@@ -138,17 +143,18 @@ def main(argv: list[str] | None = None) -> int:
                 result["omega"].append(run_fit("bunny", "sine", rank, omega, train, args.quick))
                 save()
     if "ranks" in sections:
-        omega = default_mlp().omega  # the shape default, chosen from the omega sweep
-        print(f"ranks (sine at omega = {omega:g})")
+        print(f"ranks (sine at the shape default omega = {SHAPE_OMEGA_RANK1:g} / sqrt(rank), from the sweep)")
         result["ranks"] = []
         plan = [("bunny", BUNNY_RANKS[:2] if args.quick else BUNNY_RANKS)]
         plan += [(mesh, CGAL_RANKS) for mesh in (CGAL_MESHES[:1] if args.quick else CGAL_MESHES)]
+        if args.meshes:
+            plan = [(mesh, ranks) for mesh, ranks in plan if mesh in args.meshes.split(",")]
         for mesh, ranks in plan:
-            result["ranks"].append(run_fit(mesh, "dense", 1, omega, train, args.quick))
+            result["ranks"].append(run_fit(mesh, "dense", 1, None, train, args.quick))
             save()
             for rank in ranks:
                 for linear in ("lowrank", "sine"):
-                    result["ranks"].append(run_fit(mesh, linear, rank, omega, train, args.quick))
+                    result["ranks"].append(run_fit(mesh, linear, rank, shape_omega(rank), train, args.quick))
                     save()
     if "extraction" in sections:
         print("extraction (bunny, dense field)")

@@ -21,12 +21,11 @@ DEMO_KINDS = ("dense", "lowrank", "sine")
 
 
 def demo_field(linear: str, rank: int = 1, omega: float | None = None, target: str = "occupancy"):
-    """The demo's field config for one layer kind (everything else is ``default_mlp()``)."""
-    from sine_fields.shapes.field import FieldConfig, default_mlp
+    """The demo's field config for one layer kind (everything else is ``default_mlp()``); omega
+    defaults to ``shape_omega(rank)``."""
+    from sine_fields.shapes.field import FieldConfig, default_mlp, shape_omega
 
-    mlp = replace(default_mlp(), linear=linear, rank=rank)
-    if omega is not None:
-        mlp = replace(mlp, omega=omega)
+    mlp = replace(default_mlp(), linear=linear, rank=rank, omega=shape_omega(rank) if omega is None else omega)
     return FieldConfig(target=target, mlp=mlp)
 
 

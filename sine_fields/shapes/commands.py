@@ -13,7 +13,7 @@ import tyro
 
 from sine_fields.errors import UserError
 from sine_fields.fields import MLPConfig
-from sine_fields.shapes.field import FieldConfig, ShapeField, default_mlp
+from sine_fields.shapes.field import FieldConfig, ShapeField, default_mlp, shape_omega
 from sine_fields.shapes.fit import TrainConfig
 
 _MLP = default_mlp()
@@ -24,10 +24,12 @@ Method = Literal["dense", "coarse-to-fine"]
 
 
 def build_field_config(
-    target: str, linear: str, rank: int, omega: float, gain: float | None, width: int, hidden_layers: int,
+    target: str, linear: str, rank: int, omega: float | None, gain: float | None, width: int, hidden_layers: int,
     activation: str, factorise: str, fourier_frequencies: int,
 ) -> FieldConfig:
     """A validated ``FieldConfig``; an impossible combination (rank > width, ...) is a ``UserError``."""
+    if omega is None:
+        omega = shape_omega(rank) if rank >= 1 else _MLP.omega  # a bad rank is reported by the check below
     mlp = MLPConfig(n_neurons=width, n_hidden_layers=hidden_layers, activation=activation, linear=linear,
                     rank=rank, omega=omega, gain=gain, factorise=factorise)
     config = FieldConfig(target=target, mlp=mlp, fourier_frequencies=fourier_frequencies)
@@ -46,7 +48,7 @@ def fit(
     target: Literal["occupancy", "sdf"] = FieldConfig.target,
     linear: Linear = _MLP.linear,
     rank: int = _MLP.rank,
-    omega: float = _MLP.omega,
+    omega: float | None = None,
     gain: float | None = _MLP.gain,
     width: int = _MLP.n_neurons,
     hidden_layers: int = _MLP.n_hidden_layers,
@@ -75,7 +77,7 @@ def fit(
         target: occupancy (BCE on logits) or sdf (L1 on truncated signed distance).
         linear: kind of the hidden layers: dense, lowrank (U V) or sine (sin(omega U V) / gain).
         rank: rank k of lowrank / sine layers.
-        omega: sine frequency (sine layers only).
+        omega: sine frequency (sine layers only); default 1000 / sqrt(rank), chosen by the sweep in benchmarks/shapes.py.
         gain: divisor of the sine matrix; default sqrt(width).
         width: neurons per hidden layer.
         hidden_layers: hidden activations (tiny-cuda-nn meaning); hidden_layers - 1 square layers are factorised.

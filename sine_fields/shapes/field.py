@@ -6,6 +6,7 @@ The output is a raw value whose zero level set is the surface in both targets: o
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -17,21 +18,32 @@ from sine_fields.fields import MLPConfig, build_mlp
 from sine_fields.fields.encodings import build_encoding
 from sine_fields.fields.merged import MergedMLP
 
-__all__ = ["LEVEL", "FieldConfig", "ShapeField", "default_mlp", "field_summary"]
+__all__ = ["LEVEL", "SHAPE_OMEGA_RANK1", "FieldConfig", "ShapeField", "default_mlp", "field_summary", "shape_omega"]
 
 LEVEL = 0.0
 """Surface level in the field's output space: logit 0 for occupancy, distance 0 for SDF."""
 
 
-# Sine frequency of shape fields, chosen from the omega sweep in benchmarks/shapes.py (results in
-# benchmarks/results/shapes.json, README table).
-SHAPE_OMEGA = 100.0
+# Sine frequency of shape fields at rank 1, from the omega sweep of benchmarks/shapes.py (bunny,
+# occupancy; results in benchmarks/results/shapes.json): best at 1000 for k = 1 (IoU 0.945 vs 0.813
+# at the authors' 100) and at 300 for k = 8.
+SHAPE_OMEGA_RANK1 = 1000.0
+
+
+def shape_omega(rank: int) -> float:
+    """Default omega for rank ``k``: ``SHAPE_OMEGA_RANK1 / sqrt(k)``.
+
+    Each entry of ``U V`` sums k products of independent factors, so its spread grows like sqrt(k);
+    dividing omega by sqrt(k) keeps the spread of the sine's argument, and so the frequency content
+    of the weight, the same at every rank. It matches the sweep: 1000 at k = 1, 354 at k = 8 (best: 300).
+    """
+    return SHAPE_OMEGA_RANK1 / math.sqrt(rank)
 
 
 def default_mlp() -> MLPConfig:
     # The paper's occupancy budget (DESIGN.md, Sec. 1): 3 -> 256 -> 256 -> 256 -> 1, the two square
     # hidden layers factorised; at rank 1 that is 2,817 of 132,865 dense parameters (2.1 %).
-    return MLPConfig(n_neurons=256, n_hidden_layers=3, activation="Gaussian", linear="dense", rank=1, omega=SHAPE_OMEGA)
+    return MLPConfig(n_neurons=256, n_hidden_layers=3, activation="Gaussian", linear="dense", rank=1, omega=shape_omega(1))
 
 
 @dataclass
