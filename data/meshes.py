@@ -109,7 +109,8 @@ def describe_sources() -> list[tuple[str, str]]:
     cached = (cache_dir() / "meshes" / "cgal" / ".complete").exists()
     cgal_hint = "e.g. cgal:armadillo, cgal:bunny00, cgal:camel, cgal:fandisk"
     if cached:
-        cgal_hint = f"{len(cgal_names())} meshes: {', '.join(cgal_names())}"
+        names = cgal_names()
+        cgal_hint = f"{len(names)} meshes: {', '.join(names)}"
     return [
         ("bunny", f"Stanford bunny, 1,839 vertices, watertight (npm {BUNNY.command[-1]}); cached: "
                   f"{(cache_dir() / 'meshes' / 'bunny.ply').exists()}"),

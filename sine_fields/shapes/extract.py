@@ -23,6 +23,8 @@ __all__ = ["Extraction", "extract", "extract_coarse_to_fine", "extract_dense", "
 
 FieldFn = Callable[[np.ndarray], np.ndarray]
 """``(n, 3) float32`` normalised points -> ``(n,)`` field values."""
+Progress = Callable[[int, int], None]
+"""Called as ``progress(done, total)``: grid chunks (dense) or refinement levels (coarse-to-fine)."""
 
 
 @dataclass
@@ -70,7 +72,7 @@ def _mesh_from_grid(values: np.ndarray, resolution: int, level: float) -> tuple[
     return vertices, faces.astype(np.int64)
 
 
-def extract_dense(field: FieldFn, resolution: int, level: float = 0.0, chunk: int = 262144, progress=None) -> Extraction:
+def extract_dense(field: FieldFn, resolution: int, level: float = 0.0, chunk: int = 262144, progress: Progress | None = None) -> Extraction:
     """Evaluate all ``(resolution + 1)^3`` grid points, then run marching cubes.
 
     ``field`` must be larger inside than outside (occupancy logits; pass ``-sdf`` for distances),
@@ -97,7 +99,8 @@ def _crossing_cells(values: np.ndarray, level: float) -> np.ndarray:
 
 
 def extract_coarse_to_fine(
-    field: FieldFn, resolution: int, level: float = 0.0, initial_resolution: int = 32, chunk: int = 262144, progress=None
+    field: FieldFn, resolution: int, level: float = 0.0, initial_resolution: int = 32, chunk: int = 262144,
+    progress: Progress | None = None,
 ) -> Extraction:
     """MISE-style extraction: same grid and conventions as ``extract_dense``, far fewer queries.
 
@@ -135,7 +138,7 @@ def extract_coarse_to_fine(
         queries += len(new)
         values, res = fine, fine_res
         if progress is not None:
-            progress(res, resolution)
+            progress(int(np.log2(res // initial_resolution)), int(np.log2(resolution // initial_resolution)))
     vertices, faces = _mesh_from_grid(values, resolution, level)
     return Extraction(vertices, faces, resolution, "coarse-to-fine", level, queries, time.perf_counter() - start)
 

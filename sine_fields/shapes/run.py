@@ -153,9 +153,12 @@ def _extract_and_save(run: OpenRun, field: ShapeField, resolution: int, method: 
                       mesh_path: Path, progress: bool) -> Extraction:
     value = surface_level(run.field_config.target, level)
     sign = 1.0 if run.field_config.target == "occupancy" else -1.0
-    if progress:
-        print(f"extracting {method} at {resolution}^3 ...", flush=True)
-    result = extract(_oriented(field), resolution, method, level=sign * value)
+    from rich.progress import Progress
+
+    with Progress(transient=True, disable=not progress) as bar:
+        task = bar.add_task(f"extract {method} {resolution}^3", total=None)
+        result = extract(_oriented(field), resolution, method, level=sign * value,
+                         progress=lambda done, total: bar.update(task, completed=done, total=total))
     normalisation = Normalisation.from_dict(run.config["normalisation"])
     export_mesh(normalisation.invert(result.vertices), result.faces, mesh_path)
     occupancy = run.field_config.target == "occupancy"
