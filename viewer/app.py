@@ -192,13 +192,16 @@ class ShapeViewer:
             index = self._run_index(self.extract_run.value)
             run, resolution = self.runs[index], int(self.extract_resolution.value)
             method, level = self.extract_method.value, float(self.extract_level.value)
+            if run.target == "occupancy" and not 0.0 < level < 1.0:
+                self.extract_status.content = f"not extracted: the level of an occupancy run is a probability in (0, 1), got {level:g}"
+                return
             self.extract_button.disabled = True
             self.extract_progress.value, self.extract_progress.visible = 0.0, True
             self.extract_status.content = f"evaluating {run.name} at {resolution}³ ({method})…"
             start = time.perf_counter()
 
             def progress(update) -> None:
-                self.extract_progress.value = round(100 * update.fraction, 1)
+                self.extract_progress.value = min(100.0, max(0.0, round(100 * update.fraction, 1)))
 
             try:
                 mesh, queries = re_extract(self.field(index), resolution, method, level, progress, self.cancel)

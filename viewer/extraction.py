@@ -81,10 +81,11 @@ def re_extract(
             report(counted["queries"] / n**3)
         return values
 
-    def level_done(res: int, final: int) -> None:
-        # Coarse-to-fine calls this after each refinement; weight level i by 4^i (surface work).
-        done = round(math.log2(res / INITIAL_RESOLUTION))
-        report((4**done - 1) / (4**levels - 1))
+    def level_done(*_) -> None:
+        # Coarse-to-fine calls back once per refinement; count the calls rather than read the
+        # arguments (their meaning is the pipeline's business). Level i counts 4^i (surface work).
+        counted["done"] += 1
+        report((4 ** counted["done"] - 1) / (4**levels - 1))
 
     kwargs = {"chunk": 65536, "progress": level_done if method == "coarse-to-fine" else None}
     result = extract(evaluate, resolution, method, level=value, **kwargs)

@@ -62,3 +62,11 @@ def test_bad_level_and_cancel():
     cancel.set()
     with pytest.raises(Cancelled):
         re_extract(SphereField("sdf"), 64, "dense", None, cancel=cancel)
+
+
+def test_coarse_to_fine_progress_over_several_levels():
+    updates = []
+    re_extract(SphereField("sdf"), 128, "coarse-to-fine", None, progress=updates.append)
+    fractions = [u.fraction for u in updates]
+    # Two refinements (32 -> 64 -> 128): the first is worth 3/15 of the work, both 15/15.
+    assert fractions[-2:] == [1.0, 1.0] and 0 < fractions[0] < 1 and fractions == sorted(fractions)
