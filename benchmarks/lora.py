@@ -43,7 +43,7 @@ def parse_args(argv: list[str] | None):
     parser.add_argument("--omega", type=float, help="use this omega and skip the omega sweep")
     parser.add_argument("--lr", type=float, help="use this fine-tuning learning rate and skip the lr sweep")
     parser.add_argument("--sweep-omegas", type=parse_floats, help="Sine-LoRA omegas tried (default 10,30,100,300)")
-    parser.add_argument("--sweep-lrs", type=parse_floats, help="LoRA learning rates tried (default 0.001,0.003,0.01)")
+    parser.add_argument("--sweep-lrs", type=parse_floats, help="LoRA learning rates tried (default 0.003,0.01,0.03)")
     parser.add_argument("--sweep-rank", type=int, default=8, help="rank of the sweeps (default 8)")
     parser.add_argument("--no-full", action="store_true", help="skip the full fine-tuning reference")
     parser.add_argument("--threads", type=int, default=1, help="torch threads (1 is fastest on a shared 2-core machine)")
@@ -55,7 +55,7 @@ def parse_args(argv: list[str] | None):
     args.pretrain_steps = args.pretrain_steps if args.pretrain_steps is not None else (30 if quick else 1500)
     args.finetune_steps = args.finetune_steps if args.finetune_steps is not None else (10 if quick else 200)
     args.sweep_omegas = args.sweep_omegas or ([30.0, 100.0] if quick else [10.0, 30.0, 100.0, 300.0])
-    args.sweep_lrs = args.sweep_lrs or ([3e-3] if quick else [1e-3, 3e-3, 1e-2])
+    args.sweep_lrs = args.sweep_lrs or ([3e-3] if quick else [3e-3, 1e-2, 3e-2])
     args.out = args.out or RESULTS / ("lora_quick.json" if quick else "lora.json")
     if any(r < 1 for r in args.ranks) or args.sweep_rank < 1:
         parser.error("ranks must be >= 1")
