@@ -56,7 +56,7 @@ class FitResult:
     losses: list[float]
     """Loss every ``log_every`` steps."""
     seconds: float
-    """Wall time of the training steps run in this call (resumed steps are not counted again)."""
+    """Wall time of all training steps, summed over the calls that ran them (a resumed fit adds its part)."""
     resumed_from: int
 
 
@@ -105,7 +105,7 @@ def fit(
         optimiser, lambda step: 0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * min(step / max(train.steps, 1), 1.0)))
     )
     generator = torch.Generator().manual_seed(train.seed)
-    step, losses = 0, []
+    step, losses, previous_seconds = 0, [], 0.0
     if checkpoint is not None and checkpoint.exists():
         state = torch.load(checkpoint, map_location=device, weights_only=True)
         field.load_state_dict(state["model"])
@@ -113,6 +113,7 @@ def fit(
         schedule.load_state_dict(state["schedule"])
         generator.set_state(state["generator"])
         step, losses = int(state["step"]), list(state["losses"])
+        previous_seconds = float(state.get("seconds", 0.0))
     resumed_from = step
 
     pool = training_points(gt, train.samples, seed=train.seed)
@@ -125,6 +126,7 @@ def fit(
             _save_checkpoint(checkpoint, {
                 "model": field.state_dict(), "optimiser": optimiser.state_dict(), "schedule": schedule.state_dict(),
                 "generator": generator.get_state(), "step": step, "losses": losses,
+                "seconds": previous_seconds + time.perf_counter() - start,
             })
 
     start = time.perf_counter()
@@ -148,7 +150,7 @@ def fit(
     if checkpoint is not None and not checkpoint.exists():
         save()  # a run with zero steps left still leaves a checkpoint to extract from
     field.eval()
-    return FitResult(field, losses, time.perf_counter() - start, resumed_from)
+    return FitResult(field, losses, previous_seconds + time.perf_counter() - start, resumed_from)
 
 
 def load_field(config: FieldConfig, checkpoint: Path, device: torch.device) -> ShapeField:

@@ -172,7 +172,7 @@ def _extract_and_save(run: OpenRun, field: ShapeField, resolution: int, method: 
     return result
 
 
-def _score(run: OpenRun, gt: GroundTruth, field: ShapeField, mesh_path: Path, field_queries: int) -> dict:
+def _score(gt: GroundTruth, field: ShapeField, mesh_path: Path, field_queries: int) -> dict:
     uniform, near = evaluation_points(gt, IOU_POINTS)
     level = LEVEL
     mesh = trimesh.load(mesh_path, force="mesh", process=False)
@@ -214,7 +214,7 @@ def fit_run(source: str, output: Path, config: FieldConfig, train: TrainConfig, 
     run = OpenRun(paths, run_config, config)
     start = time.perf_counter()
     extraction = _extract_and_save(run, result.field, resolution, method, None, paths.mesh, progress)
-    metrics = _score(run, gt, result.field, paths.mesh, extraction.field_queries)
+    metrics = _score(gt, result.field, paths.mesh, extraction.field_queries)
     metrics["timings"] = {"fit_seconds": round(result.seconds, 2), "resumed_from_step": result.resumed_from,
                           "extract_seconds": round(extraction.seconds, 2),
                           "eval_seconds": round(time.perf_counter() - start - extraction.seconds, 2),
@@ -246,7 +246,7 @@ def evaluate_run(root: Path, device: str = "auto") -> dict:
     # The copy saved at fit time, so a run scores the same wherever it is moved or re-run from.
     gt = load_ground_truth(str(run.paths.ground_truth))
     field = load_field(run.field_config, run.paths.checkpoint, pick_device(device))
-    metrics = _score(run, gt, field, mesh_path, extraction["field_queries"])
+    metrics = _score(gt, field, mesh_path, extraction["field_queries"])
     previous = read_json(run.paths.metrics) if run.paths.metrics.exists() else {}
     metrics["timings"] = previous.get("timings", {})
     metrics["final_loss"] = previous.get("final_loss")
