@@ -70,6 +70,14 @@ class SineNeRFModel(NeRFModel):
             summary = factorise_mlps(getattr(self, name), NERF_MLPS, c.linear, c.rank, c.omega, c.factorise)
             CONSOLE.print(describe(name, summary, c.linear, c.rank, c.omega))
 
+    def get_outputs(self, ray_bundle) -> Dict[str, torch.Tensor]:
+        """Vanilla NeRF's outputs plus ``rgb`` / ``depth`` / ``accumulation`` naming the fine ones,
+        the names that ``ns-export`` and the viewer look for by default."""
+        outputs = super().get_outputs(ray_bundle)
+        for name in ("rgb", "depth", "accumulation"):
+            outputs[name] = outputs[f"{name}_fine"]
+        return outputs
+
     def get_image_metrics_and_images(
         self, outputs: Dict[str, torch.Tensor], batch: Dict[str, torch.Tensor]
     ) -> Tuple[Dict[str, float], Dict[str, torch.Tensor]]:

@@ -172,3 +172,24 @@ def test_few_iteration_cpu_train_and_checkpoint_reload(name, scene, tmp_path):
     assert np.isfinite(metrics["psnr"]) and any("ssim" in k for k in metrics)
     # LPIPS is reported exactly when its AlexNet weights are on disk, never as a made-up value
     assert any("lpips" in k for k in metrics) == alexnet_weights_path().exists()
+
+    # ns-export pointcloud and poisson (the quick point-cloud texture) on the same run, in process
+    from nerfstudio.scripts.exporter import ExportPointCloud, ExportPoissonMesh
+
+    export = tmp_path / "export"
+    common = dict(load_config=config.get_base_dir() / "config.yml", num_points=300, normal_method="open3d",
+                  num_rays_per_batch=128)
+    ExportPointCloud(output_dir=export, **common).main()
+    cloud = trimesh.load(export / "point_cloud.ply")
+    assert len(cloud.vertices) >= 300 and np.isfinite(cloud.vertices).all()  # whole ray batches: at least 300
+    ExportPoissonMesh(output_dir=export, texture_method="point_cloud", save_point_cloud=False, **common).main()
+    assert (export / "poisson_mesh.ply").stat().st_size > 0
+
+    # ns-train --load-dir: resumes from the checkpoint (nerfstudio's torch.load, weights-only default)
+    resumed = copy.deepcopy(config)
+    resumed.load_dir = checkpoint.parent
+    resumed.set_timestamp()
+    trainer = resumed.setup(local_rank=0, world_size=1)
+    trainer.setup()
+    assert trainer._start_step == config.max_num_iterations
+
