@@ -185,7 +185,6 @@ def main(argv: list[str] | None = None) -> int:
         "german_test_loss": evaluate_loss(base, test_ids),
         "parameters": sum(p.numel() for p in base.parameters()),
     }
-    base.requires_grad_(True)
     log(f"base model: English test loss {base_info['english_test_loss']:.4f}, German {base_info['german_test_loss']:.4f}")
 
     common = dict(batch_size=batch_size, seq_len=config.seq_len, steps=args.finetune_steps)

@@ -181,7 +181,6 @@ def main(argv: list[str] | None = None) -> int:
     for kind, rank in plan:
         for seed in args.seeds:
             run = train_vit(kind, rank, omega, seed, data, model_config, train_config)
-            run.pop("loss_curve") if not args.quick else None
             runs.append(run)
             log(
                 f"{kind:7s} rank={rank if kind != 'dense' else '-'} seed={seed}: test accuracy {run['test_accuracy']:.4f}, "

@@ -7,6 +7,7 @@ network. A 4x4 patch turns an 8x8 image into 4 tokens, pooled by their mean.
 
 from __future__ import annotations
 
+import re
 import time
 from dataclasses import asdict, dataclass
 
@@ -189,8 +190,6 @@ def make_model(kind: str, rank: int, omega: float, config: ViTConfig, seed: int)
 
 
 def _is_target(parameter_name: str) -> bool:
-    import re
-
     module_name = parameter_name.rsplit(".", 1)[0]
     return re.fullmatch(VIT_TARGETS, module_name) is not None
 
