@@ -9,10 +9,12 @@ progress bar. It binds 127.0.0.1 unless told otherwise and stops cleanly on Ctrl
 from __future__ import annotations
 
 import shutil
+import socket
 import tempfile
 import threading
 import time
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 import tyro
@@ -242,7 +244,7 @@ def main(
     port: int = 8080,
     host: str = "127.0.0.1",
     device: str = "auto",
-    up: str = "+y",
+    up: Literal["+x", "+y", "+z", "-x", "-y", "-z"] = "+y",
 ) -> int:
     """Serve a web page that shows shape fits next to their ground truth.
 
@@ -255,18 +257,18 @@ def main(
     """
     from sine_fields.viewer.run_folder import ground_truth_of, load_runs
 
+    torch_device = _device(device)
+    _check_host(host)
     loaded = load_runs(list(runs))
     ground_truth = ground_truth_of(loaded[0])
 
     import viser
 
-    from sine_fields.shapes.fit import pick_device
-
     try:
         server = viser.ViserServer(host=host, port=port, label="sine-fields", verbose=False)
-    except OSError as error:
-        raise UserError(f"cannot serve on {host}:{port}: {error.strerror or error}") from None
-    viewer = ShapeViewer(server, loaded, ground_truth, pick_device(device))
+    except (OSError, RuntimeError) as error:  # viser raises RuntimeError when no port from `port` up binds
+        raise UserError(f"cannot serve on {host}:{port}: {error}") from None
+    viewer = ShapeViewer(server, loaded, ground_truth, torch_device)
     try:
         server.scene.set_up_direction(up)
         server.on_client_connect(viewer.frame_camera)
@@ -283,6 +285,32 @@ def main(
         viewer.close()
         stop_server(server)
     return 0
+
+
+def _check_host(host: str) -> None:
+    """A host this machine can bind, checked once: viser retries the next port on any bind error,
+    up to 1000 times, so a wrong address would otherwise be slow to fail and say little."""
+    try:
+        with socket.create_server((host, 0)):
+            pass
+    except OSError as error:
+        raise UserError(f"--host {host!r}: cannot listen there ({error.strerror or error}); use 127.0.0.1 or an address of this machine") from None
+
+
+def _device(name: str):
+    """``--device`` as a torch device, checked before the server starts (a bad one would otherwise
+    fail later inside a GUI callback, where the user sees nothing)."""
+    import torch
+
+    from sine_fields.shapes.fit import pick_device
+
+    try:
+        device = pick_device(name)
+    except RuntimeError as error:
+        raise UserError(f"--device {name!r}: {str(error).splitlines()[0]}") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise UserError(f"--device {name!r}: torch sees no CUDA device here; use --device cpu")
+    return device
 
 
 def stop_server(server) -> None:
