@@ -107,3 +107,14 @@ def test_user_mistakes_are_one_line_errors(finished_run, tmp_path, capsys, args,
     assert err.startswith("error:") and message in err and len(err.splitlines()) == 1, err
     assert (tmp_path / "full" / "precious.txt").read_text() == "mine"
     assert not (tmp_path / "a").exists()
+
+
+def test_report_from_run_folders(finished_run, tmp_path):
+    from sine_fields.shapes.report import load_runs, write_report
+
+    _, run = finished_run
+    report = write_report(load_runs([run]), tmp_path / "report", title="sphere", command="sine-fields fit ...")
+    text = report.read_text()
+    assert "| run | mesh |" in text and "sine k=2 ω=30" in text and "`sine-fields fit ...`" in text
+    for name in ("quality.png", "renders.png"):
+        assert (tmp_path / "report" / name).read_bytes().startswith(b"\x89PNG")
