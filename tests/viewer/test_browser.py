@@ -17,7 +17,7 @@ import pytest
 
 from viewer_browser import chromium_missing_reason, chromium_page, free_port, viewer
 
-pytestmark = pytest.mark.skipif(chromium_missing_reason() is not None, reason=str(chromium_missing_reason()))
+pytestmark = [pytest.mark.slow, pytest.mark.skipif(chromium_missing_reason() is not None, reason=str(chromium_missing_reason()))]
 
 SCREENSHOT_TIMEOUT_MS = 60_000
 

@@ -26,7 +26,7 @@ from viewer_browser import free_port
 NS_TRAIN = Path(sys.executable).with_name("ns-train")
 # Enough iterations that training outlasts the first HTTP probe on this kind of machine (PITFALLS.md:
 # ~0.3 s per iteration at 256 rays; here 64 rays and 8+8 samples, about 1-2 s on 2 busy cores).
-ITERATIONS = 8
+ITERATIONS = 6
 # CPU settings from PITFALLS.md, and no evaluation or checkpoint inside so few iterations.
 CPU_ARGS = [
     "--machine.device-type", "cpu",
