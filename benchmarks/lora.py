@@ -1,7 +1,7 @@
 """LoRA vs Sine-LoRA (through PEFT) on a small byte-level Llama: pre-trained on English fortune
 cookies, fine-tuned on German ones.
 
-    python benchmarks/lora.py           # full: pre-train, sweep, ranks 4, 8, 16 x 2 seeds (~15 min, 1 core)
+    python benchmarks/lora.py           # full: pre-train, sweep, ranks 4, 8, 16 x 3 seeds
     python benchmarks/lora.py --quick   # pipeline check in about a minute (writes lora_quick.json)
 
 The corpora are Debian's ``fortunes`` (English) and ``fortunes-de`` (German), fetched once with
@@ -37,7 +37,7 @@ def parse_args(argv: list[str] | None):
     parser = OneLineParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="tiny settings that check the pipeline end to end")
     parser.add_argument("--ranks", type=parse_ints, help="comma-separated LoRA ranks (default 4,8,16; quick 4,8)")
-    parser.add_argument("--seeds", type=parse_ints, help="comma-separated fine-tuning seeds (default 0,1; quick 0)")
+    parser.add_argument("--seeds", type=parse_ints, help="comma-separated fine-tuning seeds (default 0,1,2; quick 0)")
     parser.add_argument("--pretrain-steps", type=int, help="base-model steps on English (default 1500; quick 30)")
     parser.add_argument("--finetune-steps", type=int, help="steps per fine-tuning run on German (default 200; quick 10)")
     parser.add_argument("--omega", type=float, help="use this omega and skip the omega sweep")
@@ -51,7 +51,7 @@ def parse_args(argv: list[str] | None):
     args = parser.parse_args(argv)
     quick = args.quick
     args.ranks = args.ranks or ([4, 8] if quick else [4, 8, 16])
-    args.seeds = args.seeds or ([0] if quick else [0, 1])
+    args.seeds = args.seeds or ([0] if quick else [0, 1, 2])
     args.pretrain_steps = args.pretrain_steps if args.pretrain_steps is not None else (30 if quick else 1500)
     args.finetune_steps = args.finetune_steps if args.finetune_steps is not None else (10 if quick else 200)
     args.sweep_omegas = args.sweep_omegas or ([30.0, 100.0] if quick else [10.0, 30.0, 100.0, 300.0])
