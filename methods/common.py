@@ -146,23 +146,24 @@ def drop_missing_lpips(model: nn.Module, metrics: dict) -> dict:
 
 
 def _numpy_globals() -> list:
-    """The numpy objects that nerfstudio checkpoints pickle (numpy scalars in the scheduler and
-    optimizer states and in the step counter), found with
-    ``torch.serialization.get_unsafe_globals_in_checkpoint`` on checkpoints written by ``ns-train``."""
+    """The numpy objects that nerfstudio checkpoints pickle: nerfstudio's learning-rate schedulers
+    compute with numpy, so ``LambdaLR``'s saved ``_last_lr`` holds numpy float64 scalars.
+    ``torch.serialization.get_unsafe_globals_in_checkpoint`` names ``numpy.core.multiarray.scalar``
+    and ``numpy.dtype``; loading then also meets the float64 dtype's class (numpy >= 1.25 pickles
+    ``numpy.dtypes.Float64DType``). Nothing else is allowed."""
     try:
         from numpy.core.multiarray import scalar  # numpy 1.x path, the name that checkpoints record
     except ImportError:  # pragma: no cover - numpy 2 moved it
         from numpy._core.multiarray import scalar  # type: ignore[no-redef]
-    # np.dtype subclasses are pickled by class (numpy.dtypes.Float64DType, ...) since numpy 1.25.
-    dtype_classes = [type(np.dtype(t)) for t in ("float64", "float32", "int64", "int32", "bool")]
-    return [scalar, np.dtype, *dtype_classes]
+    return [scalar, np.dtype, type(np.dtype(np.float64))]
 
 
 def allow_checkpoint_globals() -> None:
     """Let ``torch.load``'s weights-only mode (default since torch 2.6) read nerfstudio checkpoints.
 
     ``ns-eval``, ``ns-export`` and ``ns-train --load-dir`` call ``torch.load`` without arguments;
-    the checkpoints they read hold numpy scalars, which the weights-only unpickler refuses. This
+    checkpoints of runs with a scheduler (sine-nerfacto) hold numpy scalars, which the weights-only
+    unpickler refuses ("Unsupported global: GLOBAL numpy.core.multiarray.scalar"). This
     allow-lists exactly those numpy types instead of turning weights-only loading off. Called when one
     of our models is built, which every one of those commands does before loading the checkpoint.
     """

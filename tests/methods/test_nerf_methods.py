@@ -19,6 +19,7 @@ from nerfstudio.plugins.types import MethodSpecification
 
 from sine_fields.data.scenes import RenderOptions, render_scene
 from sine_fields.methods import config as entry_module
+from sine_fields.methods.common import _numpy_globals as checkpoint_globals
 from sine_fields.methods.common import alexnet_weights_path, factorise_mlps
 
 # Every method this package registers: the train test below runs all of them (no list to forget).
@@ -96,6 +97,26 @@ def test_rank5_all_layers_is_the_papers_five_percent_budget():
     assert len(summary.changed) == 10 and not summary.skipped
 
 
+def test_scheduler_checkpoints_load_weights_only_with_the_narrow_allow_list(tmp_path):
+    # nerfstudio's schedulers compute learning rates with numpy; their state ends up in checkpoints.
+    from nerfstudio.engine.schedulers import ExponentialDecaySchedulerConfig
+
+    from sine_fields.methods.common import allow_checkpoint_globals
+
+    parameter = torch.nn.Parameter(torch.zeros(2))
+    optimizer = torch.optim.Adam([parameter], lr=1e-2)
+    scheduler = ExponentialDecaySchedulerConfig(lr_final=1e-4, max_steps=100).setup().get_scheduler(optimizer, 1e-2)
+    optimizer.step()
+    scheduler.step()
+    path = tmp_path / "step.ckpt"
+    torch.save({"schedulers": {"fields": scheduler.state_dict()}, "optimizers": optimizer.state_dict()}, path)
+    needed = set(torch.serialization.get_unsafe_globals_in_checkpoint(path))
+    assert needed and needed <= {f"{g.__module__}.{g.__qualname__}" for g in checkpoint_globals()}
+    allow_checkpoint_globals()
+    loaded = torch.load(path, weights_only=True)
+    assert loaded["schedulers"]["fields"]["_last_lr"] == scheduler.state_dict()["_last_lr"]
+
+
 # --- training -------------------------------------------------------------------------------------
 
 
@@ -157,7 +178,10 @@ def test_few_iteration_cpu_train_and_checkpoint_reload(name, scene, tmp_path):
     trainer.save_checkpoint(config.max_num_iterations - 1)
     checkpoint = next((config.get_base_dir() / "nerfstudio_models").glob("*.ckpt"))
 
-    # nerfstudio's own loaders call torch.load with torch's default (weights-only since 2.6)
+    # nerfstudio's own loaders call torch.load with torch's default (weights-only since 2.6): what the
+    # checkpoint needs beyond tensors is exactly what our models allow-list, and it loads
+    needed = set(torch.serialization.get_unsafe_globals_in_checkpoint(checkpoint))
+    assert needed <= {f"{g.__module__}.{g.__qualname__}" for g in checkpoint_globals()}, needed
     torch.load(checkpoint, map_location="cpu", weights_only=True)
     _, pipeline, _, _ = eval_setup(config.get_base_dir() / "config.yml", test_mode="test")
     camera = pipeline.datamanager.eval_dataset.cameras[0:1]
