@@ -42,11 +42,20 @@ def build_field_config(
     return config
 
 
+def _check_resolution(resolution: int, method: str) -> None:
+    from sine_fields.shapes.extract import check_resolution
+
+    try:
+        check_resolution(resolution, method)
+    except ValueError as error:
+        raise UserError(f"--resolution: {error}") from None
+
+
 def fit(
     mesh: str,
     output: Path,
     target: Literal["occupancy", "sdf"] = FieldConfig.target,
-    linear: Linear = _MLP.linear,
+    linear: Linear = "sine",
     rank: int = _MLP.rank,
     omega: float | None = None,
     gain: float | None = _MLP.gain,
@@ -104,6 +113,7 @@ def fit(
                         ("checkpoint-every", checkpoint_every), ("resolution", resolution)):
         if value < 1:
             raise UserError(f"--{name} must be >= 1, got {value}")
+    _check_resolution(resolution, method)  # before training, not after it
     train = TrainConfig(steps=steps, batch_size=batch_size, lr=lr, samples=samples, seed=seed, truncation=truncation,
                         eikonal_weight=eikonal_weight, checkpoint_every=checkpoint_every)
     metrics = fit_run(mesh, output, config, train, resolution=resolution, method=method, device=device)
@@ -142,10 +152,8 @@ def extract(
 
         if mesh.suffix.lower() not in MESH_EXPORT_FORMATS:
             raise UserError(f"--mesh {mesh}: unsupported format {mesh.suffix or '(none)'!r}; expected one of {', '.join(MESH_EXPORT_FORMATS)}")
-    try:
-        info = extract_run(run, resolution, method, level, mesh, device)
-    except ValueError as error:  # e.g. a resolution coarse-to-fine cannot reach
-        raise UserError(str(error)) from None
+    _check_resolution(resolution, method)
+    info = extract_run(run, resolution, method, level, mesh, device)
     print(f"{run}: {info}")
     return 0
 

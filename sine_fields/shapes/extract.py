@@ -19,7 +19,7 @@ from scipy import ndimage
 
 from sine_fields.shapes.ground_truth import BOX_HALF
 
-__all__ = ["Extraction", "extract", "extract_coarse_to_fine", "extract_dense", "grid_points"]
+__all__ = ["Extraction", "check_resolution", "extract", "extract_coarse_to_fine", "extract_dense", "grid_points"]
 
 FieldFn = Callable[[np.ndarray], np.ndarray]
 """``(n, 3) float32`` normalised points -> ``(n,)`` field values."""
@@ -90,6 +90,17 @@ def extract_dense(field: FieldFn, resolution: int, level: float = 0.0, chunk: in
     return Extraction(vertices, faces, resolution, "dense", level, len(index), time.perf_counter() - start)
 
 
+def check_resolution(resolution: int, method: str, initial_resolution: int = 32) -> None:
+    """Raise ``ValueError`` unless ``method`` can extract at ``resolution`` (coarse-to-fine doubles from 32)."""
+    if resolution < 1:
+        raise ValueError(f"resolution must be >= 1, got {resolution}")
+    steps = resolution // initial_resolution
+    if method == "coarse-to-fine" and (resolution % initial_resolution or steps < 1 or steps & (steps - 1)):
+        raise ValueError(
+            f"coarse-to-fine needs resolution = {initial_resolution} * 2^m (e.g. 64, 128, 256, 512), got {resolution}"
+        )
+
+
 def _crossing_cells(values: np.ndarray, level: float) -> np.ndarray:
     """``(N+1)^3`` point values -> ``N^3`` bool: cells whose 8 corners are not all on one side."""
     inside = values > level
@@ -106,12 +117,7 @@ def extract_coarse_to_fine(
 
     ``resolution`` must be ``initial_resolution * 2^m``.
     """
-    if resolution < initial_resolution or resolution % initial_resolution or (resolution // initial_resolution) & (
-        resolution // initial_resolution - 1
-    ):
-        raise ValueError(
-            f"coarse-to-fine needs resolution = {initial_resolution} * 2^m (e.g. 64, 128, 256, 512), got {resolution}"
-        )
+    check_resolution(resolution, "coarse-to-fine", initial_resolution)
     start = time.perf_counter()
     res = initial_resolution
     index = np.stack(np.meshgrid(*(np.arange(res + 1),) * 3, indexing="ij"), axis=-1).reshape(-1, 3)

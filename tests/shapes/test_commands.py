@@ -89,6 +89,7 @@ def test_extract_eval_and_compare(finished_run, capsys, tmp_path):
         (["fit", "--mesh", "{mesh}", "--output", "{tmp}/full"], "not empty and holds no sine-fields run"),
         (["extract", "{tmp}"], "holds no config.json"),
         (["extract", "{run}", "--resolution", "48"], "32 * 2^m"),
+        (["fit", "--mesh", "{mesh}", "--output", "{tmp}/a", "--resolution", "100"], "--resolution: coarse-to-fine needs"),
         (["extract", "{run}", "--mesh", "{tmp}/m.xyz"], "unsupported format '.xyz'"),
         (["level-check"], None),
     ],
