@@ -158,6 +158,7 @@ def main(argv: list[str] | None = None) -> int:
         preset["iterations"] = args.iterations
     device = "cuda" if args.preset == "gpu" and torch.cuda.is_available() else "cpu"
     setting = Setting(**preset, rank=args.rank, omega=args.omega, device=device)
+    started = time.perf_counter()
     data = scene_folder(setting, args.workdir)
     results = []
     for name in args.methods:
@@ -171,6 +172,7 @@ def main(argv: list[str] | None = None) -> int:
         "machine": {"platform": platform.platform(), "torch": torch.__version__, "threads": torch.get_num_threads(),
                     "load_average_at_end": os.getloadavg()},
         "results": results,
+        "wall_seconds": time.perf_counter() - started,
     }
     output = args.output or args.workdir / f"results-{args.preset}.json"
     _atomic_json(output, report)
