@@ -67,23 +67,32 @@ def comparison_table(runs: list[Run]) -> str:
 
 
 def plot_quality(runs: list[Run], path: Path) -> Path:
-    """IoU and Chamfer-L1 against parameter count (log scale), one marker per run; writes a PNG."""
+    """IoU and Chamfer-L1 against parameter count (log scale): one line per layer kind, points
+    labelled by rank; writes a PNG."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    styles = {"dense": ("k", "s"), "lowrank": ("tab:orange", "o"), "sine": ("tab:blue", "^")}
     fig, axes = plt.subplots(1, 2, figsize=(10, 4))
-    for run in runs:
+    for kind, (color, marker) in styles.items():
+        group = sorted((r for r in runs if r.config["summary"]["linear"] == kind), key=lambda r: r.metrics["num_parameters"])
+        if not group:
+            continue
+        params = [r.metrics["num_parameters"] for r in group]
         for ax, key in zip(axes, ("iou", "chamfer_l1")):
-            ax.scatter(run.metrics["num_parameters"], run.metrics[key], s=40)
-            ax.annotate(_describe(run), (run.metrics["num_parameters"], run.metrics[key]), fontsize=8,
-                        xytext=(4, 4), textcoords="offset points")
+            ax.plot(params, [r.metrics[key] for r in group], marker=marker, color=color, label=kind)
+            for run, x in zip(group, params):
+                if kind != "dense":
+                    ax.annotate(f"k={run.config['summary']['rank']}", (x, run.metrics[key]), fontsize=7,
+                                xytext=(3, 3), textcoords="offset points", color=color)
     for ax, label in zip(axes, ("IoU (higher is better)", "Chamfer-L1 (lower is better)")):
         ax.set_xscale("log")
         ax.set_xlabel("parameters")
         ax.set_ylabel(label)
         ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
     fig.tight_layout()
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=110, bbox_inches="tight")
