@@ -1,6 +1,6 @@
 """Dense vs low-rank vs sine low-rank ViT, trained from scratch on scikit-learn's handwritten digits.
 
-    python benchmarks/vit.py            # full: omega sweep, then 4 ranks x 3 seeds (~10 min, 1 core)
+    python benchmarks/vit.py            # full: omega sweep, then 4 ranks x 3 seeds (31 min measured on a busy shared 2-core machine)
     python benchmarks/vit.py --quick    # pipeline check in about a minute (writes vit_quick.json)
 
 The attention (qkv, proj) and MLP (fc1, fc2) projections of a small timm ViT are converted with
