@@ -3,7 +3,7 @@
 The coarse and fine ``NeRFField`` are built exactly as vanilla-nerf builds them (encodings, an 8-layer
 256-wide base MLP with a skip, a 2-layer 128-wide head), then the linear layers of both MLPs are
 replaced by ``SineLowRankLinear`` (``W = sin(omega U V) / sqrt(in)``, Ji et al. ICLR 2025) or
-``LowRankLinear`` (``W = U V``). At rank 5 with every MLP layer factorised a field keeps 4.9 % of its
+``LowRankLinear`` (``W = U V``). At rank 5 with every MLP layer factorised a field keeps 4.8 % of its
 dense parameters, the budget of the paper's NeRF experiment (LLFF Flower, 4.7 %).
 """
 
