@@ -7,7 +7,6 @@ as one triangle mesh in the file's own coordinates (normalising is the shape pip
 from __future__ import annotations
 
 import difflib
-import io
 import json
 import re
 import tarfile
@@ -16,6 +15,7 @@ from pathlib import Path
 import numpy as np
 import trimesh
 
+from sine_fields.data.debian import debian_members, debian_package
 from sine_fields.data.recipes import Archive, DataError, atomic_write_bytes, cache_dir, fetch_archive
 
 __all__ = ["MESH_FORMATS", "cgal_names", "describe_sources", "load_mesh", "resolve_mesh"]
@@ -30,11 +30,7 @@ BUNNY = Archive(
     command=("npm", "pack", "bunny@1.0.1"),
 )
 # CGAL's example meshes (CC0) ship in Debian's libcgal-demo as usr/share/doc/libcgal-dev/data.tar.gz.
-CGAL = Archive(
-    filename="libcgal-demo_5.5.1-2_all.deb",
-    sha256="78b09b23d4d6d1bf15552a1060b419ab3fc09918486462faed197e5fc6ac3735",
-    command=("apt-get", "download", "libcgal-demo=5.5.1-2"),
-)
+CGAL = debian_package("libcgal-demo", "5.5.1-2", "78b09b23d4d6d1bf15552a1060b419ab3fc09918486462faed197e5fc6ac3735")
 _CGAL_INNER = "usr/share/doc/libcgal-dev/data.tar.gz"
 _CGAL_PREFIX = "data/meshes/"
 
@@ -61,40 +57,18 @@ def _bunny_file() -> Path:
     return target
 
 
-def _deb_member(deb: Path, prefix: str) -> tuple[str, bytes]:
-    """The first member of an ``ar`` archive (a .deb) whose name starts with ``prefix``."""
-    data = deb.read_bytes()
-    if not data.startswith(b"!<arch>\n"):
-        raise DataError(f"{deb} is not a Debian package (no ar header); delete it and retry")
-    offset = 8
-    while offset + 60 <= len(data):
-        header = data[offset : offset + 60]
-        name = header[:16].decode().strip().rstrip("/")
-        size = int(header[48:58].decode().strip())
-        body = data[offset + 60 : offset + 60 + size]
-        if name.startswith(prefix):
-            return name, body
-        offset += 60 + size + (size % 2)  # ar pads members to an even length
-    raise DataError(f"{deb} has no member {prefix}*; delete it and retry")
-
-
 def _cgal_folder() -> Path:
     """Unpack CGAL's ``data/meshes/`` into the cache once; return that folder."""
     folder = cache_dir() / "meshes" / "cgal"
     done = folder / ".complete"
     if done.exists():
         return folder
-    deb = fetch_archive(CGAL)
-    name, body = _deb_member(deb, "data.tar")
-    with tarfile.open(fileobj=io.BytesIO(body), mode=f"r:{name.rsplit('.', 1)[-1]}") as outer:
-        inner = outer.extractfile("./" + _CGAL_INNER) or outer.extractfile(_CGAL_INNER)
-        if inner is None:
-            raise DataError(f"{deb} has no {_CGAL_INNER}; delete it and retry")
-        with tarfile.open(fileobj=io.BytesIO(inner.read()), mode="r:gz") as tar:
-            for member in tar.getmembers():
-                path = Path(member.name)
-                if member.isfile() and member.name.startswith(_CGAL_PREFIX) and path.suffix.lower() in MESH_FORMATS:
-                    atomic_write_bytes(folder / path.name, tar.extractfile(member).read())
+    (inner,) = debian_members(CGAL, [_CGAL_INNER])
+    with tarfile.open(inner, mode="r:gz") as tar:
+        for member in tar.getmembers():
+            path = Path(member.name)
+            if member.isfile() and member.name.startswith(_CGAL_PREFIX) and path.suffix.lower() in MESH_FORMATS:
+                atomic_write_bytes(folder / path.name, tar.extractfile(member).read())
     atomic_write_bytes(done, b"")
     return folder
 
