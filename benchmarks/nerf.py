@@ -15,16 +15,16 @@ from __future__ import annotations
 
 import argparse
 import copy
-import json
 import os
 import platform
 import sys
-import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+
+from sine_fields.io import atomic_write_json
 
 # Sizes per preset. CPU: what fits in under 30 minutes for the three methods on a 2-core machine
 # shared with other jobs (measured: see .notes/nerf.md); GPU: vanilla NeRF's usual sizes.
@@ -48,15 +48,6 @@ class Setting:
     omega: float = 100.0
     seed: int = 0
     device: str = "cpu"
-
-
-def _atomic_json(path: Path, data: dict) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    with os.fdopen(fd, "w") as handle:
-        json.dump(data, handle, indent=2)
-        handle.write("\n")
-    os.replace(tmp, path)
 
 
 def scene_folder(setting: Setting, root: Path) -> Path:
@@ -175,7 +166,7 @@ def main(argv: list[str] | None = None) -> int:
         "wall_seconds": time.perf_counter() - started,
     }
     output = args.output or args.workdir / f"results-{args.preset}.json"
-    _atomic_json(output, report)
+    atomic_write_json(output, report)
     print(table(results, dense))
     print(f"wrote {output}")
     return 0

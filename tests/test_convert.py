@@ -7,7 +7,6 @@ from torch import nn
 from sine_fields import LowRankLinear, SineLoRALinear, SineLowRankLinear, add_sine_lora, convert, count_parameters
 
 timm = pytest.importorskip("timm", reason="timm is a dependency of sine-fields; install the project")
-transformers = pytest.importorskip("transformers", reason="transformers is a dependency of sine-fields")
 
 
 def tiny_vit():
@@ -15,15 +14,6 @@ def tiny_vit():
     from timm.models.vision_transformer import VisionTransformer
 
     return VisionTransformer(img_size=32, patch_size=8, embed_dim=64, depth=2, num_heads=4, num_classes=10)
-
-
-def tiny_llama():
-    config = transformers.LlamaConfig(
-        vocab_size=64, hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
-        num_key_value_heads=4, max_position_embeddings=32,
-    )
-    torch.manual_seed(0)
-    return transformers.LlamaForCausalLM(config)
 
 
 def linear_shapes(model, names):
@@ -76,7 +66,7 @@ def test_convert_keeps_dtype():
     assert model[0].U.dtype == torch.float64
 
 
-def test_convert_language_model_and_state_dict_round_trip(tmp_path):
+def test_convert_language_model_and_state_dict_round_trip(tmp_path, tiny_llama):
     model = tiny_llama()
     summary = convert(model, "sine", rank=4, omega=30.0, target_modules=["q_proj", "k_proj", "v_proj", "o_proj"])
     assert len(summary.changed) == 8
@@ -90,7 +80,7 @@ def test_convert_language_model_and_state_dict_round_trip(tmp_path):
     torch.testing.assert_close(fresh(input_ids=ids).logits, out)
 
 
-def test_add_sine_lora_freezes_the_base_and_merges():
+def test_add_sine_lora_freezes_the_base_and_merges(tiny_llama):
     model = tiny_llama()
     x = torch.randint(0, 64, (1, 6))
     reference = model(input_ids=x).logits

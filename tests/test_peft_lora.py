@@ -7,21 +7,11 @@ import torch
 from torch import nn
 
 peft = pytest.importorskip("peft", reason="peft is a dependency of sine-fields; install the project")
-transformers = pytest.importorskip("transformers", reason="transformers is a dependency of sine-fields")
 
 from sine_fields.peft_lora import SIDECAR, PeftSineLoRALinear, load_sine_lora, register_sine_lora, save_sine_lora  # noqa: E402
 
 
-def tiny_llama():
-    config = transformers.LlamaConfig(
-        vocab_size=64, hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
-        num_key_value_heads=4, max_position_embeddings=32,
-    )
-    torch.manual_seed(0)
-    return transformers.LlamaForCausalLM(config)
-
-
-def sine_peft_model(rank=4, alpha=8, omega=40.0):
+def sine_peft_model(tiny_llama, rank=4, alpha=8, omega=40.0):
     base = tiny_llama()
     reference = copy.deepcopy(base)
     config = peft.LoraConfig(r=rank, lora_alpha=alpha, target_modules=["q_proj", "v_proj"])
@@ -37,8 +27,8 @@ def randomise_b(model):
                 param.normal_(std=0.2)
 
 
-def test_layers_are_sine_lora_and_start_at_the_base_model():
-    model, reference = sine_peft_model()
+def test_layers_are_sine_lora_and_start_at_the_base_model(tiny_llama):
+    model, reference = sine_peft_model(tiny_llama)
     layers = [m for m in model.modules() if isinstance(m, PeftSineLoRALinear)]
     assert len(layers) == 4
     ids = torch.randint(0, 64, (2, 8))
@@ -47,16 +37,16 @@ def test_layers_are_sine_lora_and_start_at_the_base_model():
     assert trainable == 2 * (4 * (32 + 32) + 4 * (32 + 32))  # 2 layers x (q, v) x r (in + out)
 
 
-def test_delta_is_the_sine_of_the_lora_product():
-    model, _ = sine_peft_model(rank=4, alpha=8, omega=40.0)
+def test_delta_is_the_sine_of_the_lora_product(tiny_llama):
+    model, _ = sine_peft_model(tiny_llama, rank=4, alpha=8, omega=40.0)
     randomise_b(model)
     layer = next(m for m in model.modules() if isinstance(m, PeftSineLoRALinear))
     A, B = layer.lora_A["default"].weight, layer.lora_B["default"].weight
     torch.testing.assert_close(layer.get_delta_weight("default"), (8 / 4) * torch.sin(40.0 * B @ A) / 32**0.5)
 
 
-def test_merge_unmerge_and_unload_match_the_unmerged_output():
-    model, reference = sine_peft_model()
+def test_merge_unmerge_and_unload_match_the_unmerged_output(tiny_llama):
+    model, reference = sine_peft_model(tiny_llama)
     randomise_b(model)
     ids = torch.randint(0, 64, (2, 8))
     unmerged = model(input_ids=ids).logits
@@ -72,8 +62,8 @@ def test_merge_unmerge_and_unload_match_the_unmerged_output():
     torch.testing.assert_close(merged(input_ids=ids).logits, unmerged, rtol=1e-4, atol=1e-5)
 
 
-def test_save_and_reload_the_adapter(tmp_path):
-    model, reference = sine_peft_model(omega=25.0)
+def test_save_and_reload_the_adapter(tmp_path, tiny_llama):
+    model, reference = sine_peft_model(tiny_llama, omega=25.0)
     randomise_b(model)
     ids = torch.randint(0, 64, (2, 8))
     expected = model(input_ids=ids).logits
@@ -85,8 +75,8 @@ def test_save_and_reload_the_adapter(tmp_path):
     torch.testing.assert_close(reloaded(input_ids=ids).logits, expected)
 
 
-def test_training_updates_only_the_adapter():
-    model, _ = sine_peft_model()
+def test_training_updates_only_the_adapter(tiny_llama):
+    model, _ = sine_peft_model(tiny_llama)
     ids = torch.randint(0, 64, (2, 8))
     loss = model(input_ids=ids, labels=ids).loss
     loss.backward()

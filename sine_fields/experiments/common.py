@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import argparse
-import json
 import math
-import os
 import sys
-import tempfile
 from pathlib import Path
 from typing import Any, NoReturn, Sequence
+
+from sine_fields.io import atomic_write_json, atomic_write_text
 
 __all__ = ["OneLineParser", "mean_std", "markdown_table", "parse_floats", "parse_ints", "write_json_atomic", "write_text_atomic"]
 
@@ -65,24 +64,6 @@ def markdown_table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def write_text_atomic(path: str | Path, text: str) -> Path:
-    """Write through a temporary file in the same folder, then rename: a reader never sees half a file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as handle:
-            handle.write(text)
-        # mkstemp makes the file private (0600); results are ordinary files, readable as umask allows.
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
-
-
-def write_json_atomic(path: str | Path, payload: Any) -> Path:
-    return write_text_atomic(path, json.dumps(payload, indent=2) + "\n")
+# The project's one atomic writer (sine_fields.io), under the names the benchmarks use.
+write_text_atomic = atomic_write_text
+write_json_atomic = atomic_write_json
