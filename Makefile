@@ -16,8 +16,11 @@ demo: $(VENV)/.installed
 test: $(VENV)/.installed
 	$(PY) -m pytest -q
 
+# The quick benchmarks; shapes, nerf, vit and lora take 15 minutes to an hour each (README: Benchmarks).
 bench: $(VENV)/.installed
+	$(PY) benchmarks/rank.py
 	$(PY) benchmarks/layers.py
+	$(PY) benchmarks/readme_tables.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache build *.egg-info
