@@ -1,7 +1,7 @@
 """Fast inference of a trained ``FieldMLP``: every weight materialised once, evaluated in chunks.
 
 A coordinate MLP at batch 64k spends as much time on bias, activation and memory traffic as on its
-matrix products (PITFALLS.md, speed facts). Three changes close most of that gap on a CPU:
+matrix products (benchmarks/layers.py measures both). Three changes close most of that gap on a CPU:
 
 - sine / low-rank weights are materialised once (merged inference: the same cost as dense);
 - rows go through the network in chunks small enough that the activations stay in cache;

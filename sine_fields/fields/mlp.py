@@ -153,7 +153,7 @@ class FieldMLP(nn.Module):
         if x.shape[-1] != self.in_dim:
             raise ValueError(f"FieldMLP expected input with last dimension {self.in_dim}, got shape {tuple(x.shape)}")
         # In-place activations are safe when no graph is recorded; they halve the memory traffic
-        # of inference, which is what bounds this MLP's speed on a CPU (PITFALLS.md, speed facts).
+        # of inference, which is what bounds this MLP's speed on a CPU (benchmarks/layers.py).
         inplace_ok = not torch.is_grad_enabled()
         last = len(self.layers) - 1
         h = x
