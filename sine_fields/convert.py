@@ -100,9 +100,9 @@ def convert(
     kind: LinearKind,
     rank: int,
     omega: float = DEFAULT_OMEGA,
-    gain: float | None = None,
     target_modules: Patterns = None,
     exclude: Patterns = None,
+    gain: float | None = None,
 ) -> ConversionSummary:
     """Replace the matching ``nn.Linear`` layers of ``model`` in place.
 
@@ -111,9 +111,9 @@ def convert(
         kind: ``dense`` (kept as ``nn.Linear``, freshly initialised), ``lowrank`` or ``sine``.
         rank: k of the factorisation; a layer with ``min(in, out) < k`` is skipped and listed.
         omega: sine frequency (``sine`` only).
-        gain: sine divisor, ``None`` for ``sqrt(in_features)`` (``sine`` only).
         target_modules: which layers (see the module docstring); ``None`` means all.
         exclude: layers to leave alone, same syntax.
+        gain: sine divisor, ``None`` for ``sqrt(in_features)`` (``sine`` only).
 
     Returns:
         A ``ConversionSummary``. New layers are freshly initialised (training from scratch), on
