@@ -66,6 +66,18 @@ def comparison_table(runs: list[Run]) -> str:
     return "\n".join(lines)
 
 
+def _save_figure(fig, path: Path) -> Path:
+    """Write a matplotlib figure to ``path`` as PNG, atomically, and close it."""
+    import matplotlib.pyplot as plt
+
+    fig.tight_layout()
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=110, bbox_inches="tight")
+    plt.close(fig)
+    atomic_write_bytes(path, buffer.getvalue())
+    return path
+
+
 def plot_quality(runs: list[Run], path: Path) -> Path:
     """IoU and Chamfer-L1 against parameter count (log scale): one line per layer kind, points
     labelled by rank; writes a PNG."""
@@ -93,12 +105,7 @@ def plot_quality(runs: list[Run], path: Path) -> Path:
         ax.set_ylabel(label)
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
-    fig.tight_layout()
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=110, bbox_inches="tight")
-    plt.close(fig)
-    atomic_write_bytes(path, buffer.getvalue())
-    return path
+    return _save_figure(fig, path)
 
 
 def render_mesh(mesh: trimesh.Trimesh, frame: trimesh.Trimesh, size: int = 320,
@@ -155,12 +162,7 @@ def render_runs(runs: list[Run], path: Path, size: int = 320) -> Path:
         ax.imshow(render_mesh(mesh, truth, size))
         ax.set_title(title, fontsize=9)
         ax.axis("off")
-    fig.tight_layout()
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=110, bbox_inches="tight")
-    plt.close(fig)
-    atomic_write_bytes(path, buffer.getvalue())
-    return path
+    return _save_figure(fig, path)
 
 
 def write_report(runs: list[Run], folder: Path, title: str = "sine-fields shape report", command: str = "") -> Path:
