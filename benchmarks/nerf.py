@@ -27,7 +27,7 @@ import torch
 from sine_fields.io import atomic_write_json
 
 # Sizes per preset. CPU: what fits in under 30 minutes for the three methods on a 2-core machine
-# shared with other jobs (measured: see .notes/nerf.md); GPU: vanilla NeRF's usual sizes.
+# shared with other jobs; GPU: vanilla NeRF's usual sizes.
 PRESETS = {
     "cpu": dict(resolution=32, views=40, iterations=150, rays=128, coarse=16, fine=16, eval_every=8),
     "gpu": dict(resolution=200, views=100, iterations=50_000, rays=1024, coarse=64, fine=128, eval_every=8),

@@ -3,7 +3,7 @@
 A recipe fetches an archive once through a package registry's ordinary client (``npm pack``,
 ``apt-get download``), checks its sha256, converts it, and keeps the result in the cache. When a
 source cannot be reached the error says which command was tried and where to put the file by hand.
-This module imports only the standard library (DESIGN.md, Sec. 2).
+This module imports only the standard library, so data can be fetched before the venv exists.
 """
 
 from __future__ import annotations

@@ -17,7 +17,7 @@ defaults) so this frame is kept.
 
 Shading is view-independent on purpose (Lambert under two fixed world lights, no specular), so the
 scene is a well-posed radiance field. Rays are cast with trimesh (embree when ``embreex`` is installed).
-Imports only numpy, trimesh, the standard library and ``data/`` (DESIGN.md, Sec. 2); the CLI function
+Imports only numpy, trimesh, the standard library and ``data/`` (data/ stays light); the CLI function
 ``main`` alone also imports the CLI's ``UserError`` (and reads tyro's ``Positional`` marker if present).
 """
 

@@ -1,6 +1,6 @@
 """``make demo``: dense, low-rank and sine low-rank occupancy fields on the bunny, with a report.
 
-The paper's occupancy budget (DESIGN.md, Sec. 1): 3 -> 256 -> 256 -> 256 -> 1 with Gaussian
+The paper's occupancy budget: 3 -> 256 -> 256 -> 256 -> 1 with Gaussian
 activations; the two square hidden layers are dense (132,865 parameters) or rank 1 (2,817, 2.1 %).
 The training budget ``DEMO_TRAIN`` is small enough for a few minutes on a CPU; benchmarks/shapes.py
 uses the same budget, so the demo's numbers are one row of the benchmark.

@@ -21,7 +21,7 @@ __all__ = [
     "sine_weight",
 ]
 
-# The authors' occupancy code uses omega = 100 with rank 1 (DESIGN.md, Sec. 1); our own sweep
+# The authors' occupancy code uses omega = 100 with rank 1; our own sweep
 # (benchmarks/shapes.py --omega-sweep) is what the README quotes for choosing it.
 DEFAULT_OMEGA = 100.0
 

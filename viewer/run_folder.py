@@ -4,7 +4,7 @@ Builds on ``sine_fields.shapes.run.open_run`` (config, format version, checkpoin
 the viewer needs on top: the extracted mesh, the metrics and the saved ground truth, all checked
 up front so that a missing, incomplete or older folder is a one-line ``UserError`` naming the
 folder and what to do, never a stack trace from inside the server. Meshes are returned in the
-normalised frame (DESIGN.md, Sec. 3), where fields are evaluated and metrics are reported; run
+normalised frame (sine_fields.shapes.ground_truth), where fields are evaluated and metrics are reported; run
 folders store them in the mesh's own coordinates.
 """
 

@@ -8,7 +8,7 @@ same with or without CUDA::
 
 As in tiny-cuda-nn, ``n_hidden_layers`` counts the hidden activations: the network is
 ``in -> n``, ``n_hidden_layers - 1`` times ``n -> n``, then ``n -> out``. Only the ``n -> n``
-layers are factorised by default, as in the authors' occupancy code (DESIGN.md, Sec. 1).
+layers are factorised by default, as in the authors' occupancy code.
 """
 
 from __future__ import annotations

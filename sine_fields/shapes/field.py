@@ -41,7 +41,7 @@ def shape_omega(rank: int) -> float:
 
 
 def default_mlp() -> MLPConfig:
-    # The paper's occupancy budget (DESIGN.md, Sec. 1): 3 -> 256 -> 256 -> 256 -> 1, the two square
+    # The paper's occupancy budget: 3 -> 256 -> 256 -> 256 -> 1, the two square
     # hidden layers factorised; at rank 1 that is 2,817 of 132,865 dense parameters (2.1 %).
     return MLPConfig(n_neurons=256, n_hidden_layers=3, activation="Gaussian", linear="dense", rank=1, omega=shape_omega(1))
 

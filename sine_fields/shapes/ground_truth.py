@@ -1,6 +1,6 @@
 """The ground-truth shape: a mesh in the normalised frame, with inside test and signed distance.
 
-Normalised frame (DESIGN.md, Sec. 3): the mesh's bounding box is centred at the origin and its
+Normalised frame: the mesh's bounding box is centred at the origin and its
 longest side is 1, so the shape lies in ``[-0.5, 0.5]^3``; fields are fitted and scored in the padded
 box ``[-BOX_HALF, BOX_HALF]^3``. Meshes go back to the file's own coordinates with ``Normalisation``.
 

@@ -1,4 +1,4 @@
-"""Shape metrics with Occupancy Networks' definitions (DESIGN.md, Sec. 3), in the normalised frame.
+"""Shape metrics with Occupancy Networks' definitions, in the normalised frame.
 
 - ``chamfer_l1``: 0.5 * (accuracy + completeness), mean nearest-neighbour distances between
   ``n`` surface samples of each mesh (accuracy: predicted -> ground truth; completeness: the reverse).

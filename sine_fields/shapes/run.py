@@ -178,7 +178,7 @@ def _score(gt: GroundTruth, field: ShapeField, mesh_path: Path, field_queries: i
     mesh = trimesh.load(mesh_path, force="mesh", process=False)
     if not isinstance(mesh, trimesh.Trimesh):  # an empty file loads as an empty scene
         mesh = trimesh.Trimesh()
-    # Metrics live in the normalised frame (DESIGN.md, Sec. 3); the mesh file is in the original one.
+    # Metrics live in the normalised frame (see ground_truth.py); the mesh file is in the original one.
     normalised = trimesh.Trimesh(gt.normalisation.apply(mesh.vertices) if len(mesh.vertices) else np.zeros((0, 3)),
                                  mesh.faces, process=False)
     inside = _oriented(field)

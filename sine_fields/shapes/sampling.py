@@ -17,7 +17,7 @@ __all__ = ["NEAR_SIGMAS", "EVAL_NEAR_SIGMA", "PointSet", "evaluation_points", "n
 # Gaussian offsets off the surface for training, in units of the shape's longest side: a wide band
 # and a narrow one, in equal shares (DeepSDF-style two-scale sampling).
 NEAR_SIGMAS = (0.01, 0.002)
-# Offset of the near-surface IoU points (DESIGN.md, Sec. 3: a near-surface share counted separately).
+# Offset of the near-surface IoU points (a near-surface share, counted separately).
 EVAL_NEAR_SIGMA = 0.01
 # Seed of the evaluation set: fixed, so every run of a mesh is scored on the same points.
 EVAL_SEED = 1234

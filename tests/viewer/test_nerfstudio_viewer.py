@@ -24,10 +24,10 @@ import trimesh
 from viewer_browser import free_port
 
 NS_TRAIN = Path(sys.executable).with_name("ns-train")
-# Enough iterations that training outlasts the first HTTP probe on this kind of machine (PITFALLS.md:
+# Enough iterations that training outlasts the first HTTP probe on this kind of machine (measured:
 # ~0.3 s per iteration at 256 rays; here 64 rays and 8+8 samples, about 1-2 s on 2 busy cores).
 ITERATIONS = 6
-# CPU settings from PITFALLS.md, and no evaluation or checkpoint inside so few iterations.
+# nerfstudio's CPU settings (device cpu, tensorboard instead of wandb), and no evaluation or checkpoint inside so few iterations.
 CPU_ARGS = [
     "--machine.device-type", "cpu",
     "--pipeline.datamanager.train-num-rays-per-batch", "64", "--pipeline.datamanager.eval-num-rays-per-batch", "64",
