@@ -59,7 +59,7 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
     """Write ``data`` to ``path`` through a temporary file in the same folder and a rename.
 
     The twin of ``sine_fields.io.atomic_write_bytes``: ``data/`` may import only the standard
-    library, numpy and trimesh (DESIGN.md, Sec. 2), so it keeps its own copy of these few lines."""
+    library, numpy and trimesh, so it keeps its own copy of these few lines."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
