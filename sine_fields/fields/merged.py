@@ -6,7 +6,7 @@ matrix products (benchmarks/layers.py measures both). Three changes close most o
 - sine / low-rank weights are materialised once (merged inference: the same cost as dense);
 - rows go through the network in chunks small enough that the activations stay in cache;
 - each layer is one ``addmm`` (bias fused into the product) into a preallocated buffer, followed
-  by an in-place activation, so no tensor is allocated per layer.
+  by an in-place activation where one exists, so (almost) no tensor is allocated per layer.
 """
 
 from __future__ import annotations
@@ -18,8 +18,11 @@ from sine_fields.fields.mlp import FieldMLP, _activation
 
 __all__ = ["DEFAULT_CHUNK", "MergedMLP"]
 
-# Rows per chunk: 4096 x 256 float32 activations are 4 MiB, which measured fastest on this CPU
-# (benchmarks/layers.py records the sweep); small chunks pay per-call threading overhead.
+# Rows per chunk. The committed sweep (benchmarks/results/layers.json, "chunk_sweep_s", written by
+# benchmarks/layers.py: 3 -> 256 x 3 -> 1 ReLU field, 65,536 rows, 2 CPU cores) measured 16384 rows
+# fastest (0.066 s), with 4096 and 8192 within 5 % of it (0.069 s) and 1024 25 % slower: small chunks pay
+# per-call threading overhead. 4096 is kept because its two 4096 x 256 float32 buffers (4 MiB each)
+# are a quarter of 16384's at almost the same speed.
 DEFAULT_CHUNK = 4096
 
 
@@ -72,6 +75,11 @@ class MergedMLP(nn.Module):
             h = x[start:stop].to(first.dtype)
             for i, (weight, bias) in enumerate(zip(self.weights, self.biases)):
                 target = out[start:stop] if i == last else buffers[i % 2][: stop - start, : weight.shape[1]]
-                h = torch.addmm(bias, h, weight, out=target)
-                h = _activation(self.activations[i], True, h)
+                torch.addmm(bias, h, weight, out=target)
+                activated = _activation(self.activations[i], True, target)
+                if activated is not target:
+                    # Not every activation has an in-place form (Softplus returns a new tensor):
+                    # its result must land in the buffer, above all in the output rows.
+                    target.copy_(activated)
+                h = target
         return out

@@ -77,25 +77,3 @@ def test_fourier_features_closed_form():
     assert build_encoding(3, {"otype": "Identity"}).get_out_dim() == 3
     with pytest.raises(ValueError, match="otype"):
         build_encoding(3, {"otype": "HashGridX"})
-
-
-@pytest.mark.parametrize("linear", ["dense", "lowrank", "sine"])
-@pytest.mark.parametrize("activation", ["ReLU", "Gaussian", "Sine"])
-@pytest.mark.parametrize("rows", [0, 1, 1000])
-def test_merged_inference_equals_the_network(linear, activation, rows):
-    from sine_fields.fields.merged import MergedMLP
-
-    torch.manual_seed(0)
-    mlp = FieldMLP(3, 2, MLPConfig(n_neurons=32, n_hidden_layers=3, activation=activation, linear=linear, rank=2))
-    merged = MergedMLP(mlp, chunk=256)  # several chunks and a ragged last one
-    x = torch.rand(rows, 3)
-    with torch.no_grad():
-        expected = mlp(x)
-    torch.testing.assert_close(merged(x), expected, rtol=1e-5, atol=1e-5)
-
-
-def test_merged_inference_rejects_bad_input():
-    from sine_fields.fields.merged import MergedMLP
-
-    with pytest.raises(ValueError, match=r"shape \(n, 3\)"):
-        MergedMLP(FieldMLP(3, 1))(torch.rand(4, 2))
