@@ -36,10 +36,17 @@ Render = Callable[[Any], str]
 
 @dataclass(frozen=True)
 class Table:
-    """One generated table: the JSON it is read from (relative to the repository root) and its renderer."""
+    """One generated table: the JSON it is read from (relative to the repository root) and its renderer.
 
-    json: str
+    ``json`` may also be a tuple of paths: the renderer then gets a list of the loaded files, in that order.
+    """
+
+    json: str | tuple[str, ...]
     render: Render
+
+    @property
+    def paths(self) -> tuple[str, ...]:
+        return (self.json,) if isinstance(self.json, str) else tuple(self.json)
 
 
 @lru_cache(maxsize=None)
@@ -62,10 +69,79 @@ def from_benchmark(name: str, function: str = "markdown") -> Render:
     return render
 
 
+def _markdown_table(header: list[str], rows: list[list[str]]) -> str:
+    return "\n".join(["| " + " | ".join(header) + " |", "|" + "---|" * len(header)] + ["| " + " | ".join(r) + " |" for r in rows])
+
+
+def shapes_headline(result: dict) -> str:
+    """Rank 1 (the paper's 2.1 % budget) on every mesh: dense vs plain low-rank vs sine low-rank."""
+    rows = []
+    for mesh in dict.fromkeys(r["mesh"] for r in result["ranks"]):
+        by = {r["linear"]: r for r in result["ranks"] if r["mesh"] == mesh and r["rank"] in (None, 1)}
+        if not {"dense", "lowrank", "sine"} <= by.keys():
+            continue
+        d, lo, si = by["dense"], by["lowrank"], by["sine"]
+        rows.append([mesh, f"{lo['num_parameters']:,} of {d['num_parameters']:,}",
+                     f"{d['iou']:.3f}", f"{lo['iou']:.3f}", f"**{si['iou']:.3f}**",
+                     f"{d['chamfer_l1']:.4f}", f"{lo['chamfer_l1']:.4f}", f"**{si['chamfer_l1']:.4f}**"])
+    return _markdown_table(["mesh", "parameters (rank 1 of dense)", "IoU dense", "IoU low-rank", "IoU sine",
+                            "Chamfer-L1 dense", "low-rank", "sine"], rows)
+
+
+def omega_sweeps(results: list[dict]) -> str:
+    """Every committed omega sweep, one row each: where it was run, what was tried, what won."""
+    shapes, vit, vit8, lora, lora16 = results
+    rows = []
+    for rank in sorted({r["rank"] for r in shapes["omega"]}):
+        sweep = [r for r in shapes["omega"] if r["rank"] == rank]
+        best = max(sweep, key=lambda r: r["iou"])
+        rows.append([f"occupancy, {sweep[0]['mesh']}", str(rank), ", ".join(f"{r['omega']:g}" for r in sweep),
+                     f"**{best['omega']:g}**", f"IoU {best['iou']:.3f}", "`benchmarks/results/shapes.json`"])
+    for data, path in ((vit, "vit.json"), (vit8, "vit_rank8.json")):
+        sweep = data["omega_sweep"]["results"]
+        best = max(sweep, key=lambda r: r["validation_accuracy_mean"])
+        rows.append(["ViT, digits", str(data["omega_sweep"]["rank"]), ", ".join(f"{r['omega']:g}" for r in sweep),
+                     f"**{best['omega']:g}**", f"validation accuracy {100 * best['validation_accuracy_mean']:.2f} %",
+                     f"`benchmarks/results/{path}`"])
+    for data, path in ((lora, "lora.json"), (lora16, "lora_rank16.json")):
+        sweep = data["sweep"]["omega"]
+        best = min(sweep, key=lambda r: r["validation_loss"])
+        rows.append(["Sine-LoRA, byte-level LM", str(data["sweep"]["rank"]), ", ".join(f"{r['omega']:g}" for r in sweep),
+                     f"**{best['omega']:g}**", f"validation loss {best['validation_loss']:.4f}", f"`benchmarks/results/{path}`"])
+    return _markdown_table(["task", "rank", "omegas tried", "best", "its score", "JSON"], rows)
+
+
+def nerf_runs(results: list[dict]) -> str:
+    """NeRF methods from one or more ``benchmarks/nerf.py`` result files, with each run's setting and load."""
+    runs = [(r, data) for data in results for r in data["results"]]
+    dense = next((r["parameters"] for r, _ in runs if r["method"] == "vanilla-nerf"), None)
+    rows = []
+    for r, data in runs:
+        s, h = data["setting"], r["held_out"]
+        rows.append([r["method"], f"{r['parameters']:,}", f"{100 * r['parameters'] / dense:.1f} %" if dense else "",
+                     f"{h['psnr']:.2f}", f"{h['fine_ssim']:.3f}", f"{r['final_train_loss']:.3f}",
+                     f"{s['iterations']}", f"{r['seconds_per_iteration']:.2f}",
+                     " / ".join(f"{x:.1f}" for x in data["machine"]["load_average_at_end"])])
+    return _markdown_table(["method", "field parameters", "of dense", "PSNR (held-out)", "SSIM", "final train loss",
+                            "iterations", "s / iteration", "load average at end (1 / 5 / 15 min)"], rows)
+
+
+RESULTS = "benchmarks/results/"
+
 # NAME -> Table. One line per table.
 TABLES: dict[str, Table] = {
-    "rank": Table("benchmarks/results/rank.json", from_benchmark("rank")),
-    "layers": Table("benchmarks/results/layers.json", from_benchmark("layers")),
+    "rank": Table(RESULTS + "rank.json", from_benchmark("rank")),
+    "layers": Table(RESULTS + "layers.json", from_benchmark("layers")),
+    "shapes": Table(RESULTS + "shapes.json", from_benchmark("shapes")),
+    "shapes-headline": Table(RESULTS + "shapes.json", shapes_headline),
+    "omega-sweeps": Table(tuple(RESULTS + f for f in ("shapes.json", "vit.json", "vit_rank8.json", "lora.json",
+                                                      "lora_rank16.json")), omega_sweeps),
+    "vit": Table(RESULTS + "vit.json", from_benchmark("vit")),
+    "vit-rank8": Table(RESULTS + "vit_rank8.json", from_benchmark("vit")),
+    "lora": Table(RESULTS + "lora.json", from_benchmark("lora")),
+    "lora-rank16": Table(RESULTS + "lora_rank16.json", from_benchmark("lora")),
+    "nerf-cpu": Table((RESULTS + "nerf.json",), nerf_runs),
+    "nerf-400": Table((RESULTS + "nerf-400-vanilla.json", RESULTS + "nerf-400.json"), nerf_runs),
 }
 
 
@@ -114,13 +190,16 @@ def render(name: str, root: Path = ROOT, tables: Mapping[str, Table] = TABLES) -
     if name not in tables:
         raise TableError(f"no table named '{name}' in benchmarks/readme_tables.py TABLES (known: {', '.join(sorted(tables))})")
     table = tables[name]
-    path = root / table.json
-    if not path.is_file():
-        raise TableError(f"table '{name}' reads {table.json}, which does not exist (run its benchmark first)")
-    try:
-        data = json.loads(path.read_text())
-    except json.JSONDecodeError as err:
-        raise TableError(f"table '{name}': {table.json} is not valid JSON ({err})") from err
+    loaded = []
+    for relative in table.paths:
+        path = root / relative
+        if not path.is_file():
+            raise TableError(f"table '{name}' reads {relative}, which does not exist (run its benchmark first)")
+        try:
+            loaded.append(json.loads(path.read_text()))
+        except json.JSONDecodeError as err:
+            raise TableError(f"table '{name}': {relative} is not valid JSON ({err})") from err
+    data = loaded[0] if isinstance(table.json, str) else loaded
     return table.render(data).strip("\n") + "\n"
 
 
@@ -191,7 +270,7 @@ def check(root: Path = ROOT, tables: Mapping[str, Table] = TABLES) -> list[str]:
                 continue
             if text[region.start:region.end] != expected:
                 problems.append(
-                    f"{where}:{region.line}: table '{region.name}' disagrees with {tables[region.name].json} "
+                    f"{where}:{region.line}: table '{region.name}' disagrees with {', '.join(tables[region.name].paths)} "
                     "(run benchmarks/readme_tables.py)"
                 )
         for line in pasted_tables(text):

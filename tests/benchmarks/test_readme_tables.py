@@ -96,6 +96,20 @@ def test_every_marked_table_in_the_repository_matches_its_json() -> None:
     assert problems == [], "\n".join(problems) + "\nrun: .venv/bin/python benchmarks/readme_tables.py"
 
 
-def test_every_registered_table_has_committed_json() -> None:
+def test_a_table_from_several_json_files_gets_them_in_order(repo: Path) -> None:
+    (repo / "results" / "cubes.json").write_text(json.dumps({"n": [2]}))
+    tables = {**TABLES, "both": Table(("results/squares.json", "results/cubes.json"), lambda ds: f"{ds[0]['n']} then {ds[1]['n']}")}
+    (repo / "docs" / "both.md").write_text("<!-- table:both -->\n<!-- /table -->\n")
+    readme_tables.update(repo, tables)
+    assert (repo / "docs" / "both.md").read_text() == "<!-- table:both -->\n[1, 2, 3] then [2]\n<!-- /table -->\n"
+    (repo / "results" / "cubes.json").write_text(json.dumps({"n": [3]}))
+    assert readme_tables.check(repo, tables) == [
+        "docs/both.md:1: table 'both' disagrees with results/squares.json, results/cubes.json (run benchmarks/readme_tables.py)"
+    ]
+
+
+def test_every_registered_table_has_committed_json_and_renders() -> None:
     for name, table in readme_tables.TABLES.items():
-        assert (ROOT / table.json).is_file(), f"table '{name}' reads {table.json}, which is not in the repository"
+        for path in table.paths:
+            assert (ROOT / path).is_file(), f"table '{name}' reads {path}, which is not in the repository"
+        assert "|" in readme_tables.render(name), f"table '{name}' rendered no markdown table"
