@@ -168,8 +168,23 @@ class Region:
     line: int
 
 
+def _blank_code_fences(text: str) -> str:
+    """``text`` with fenced code blocks blanked out (same length, newlines kept): markers shown as examples don't count."""
+    out, fence = [], False
+    for line in text.splitlines(keepends=True):
+        opens = line.lstrip().startswith("```")
+        if fence or opens:
+            out.append("".join(c if c == "\n" else " " for c in line))
+        else:
+            out.append(line)
+        if opens:
+            fence = not fence
+    return "".join(out)
+
+
 def regions(text: str, where: str = "<text>") -> list[Region]:
     """Every marked table in ``text``, in order; a marker without its closing partner is an error."""
+    text = _blank_code_fences(text)
     found = []
     pos = 0
     while (match := OPEN.search(text, pos)) is not None:

@@ -96,6 +96,14 @@ def test_every_marked_table_in_the_repository_matches_its_json() -> None:
     assert problems == [], "\n".join(problems) + "\nrun: .venv/bin/python benchmarks/readme_tables.py"
 
 
+def test_markers_inside_a_code_fence_are_an_example_not_a_table(repo: Path) -> None:
+    readme_tables.update(repo, TABLES)
+    page = repo / "docs" / "howto.md"
+    page.write_text("Put a table between:\n\n```\n<!-- table:NAME -->\n<!-- /table -->\n```\n")
+    assert readme_tables.check(repo, TABLES) == []
+    assert readme_tables.update(repo, TABLES) == []
+
+
 def test_a_table_from_several_json_files_gets_them_in_order(repo: Path) -> None:
     (repo / "results" / "cubes.json").write_text(json.dumps({"n": [2]}))
     tables = {**TABLES, "both": Table(("results/squares.json", "results/cubes.json"), lambda ds: f"{ds[0]['n']} then {ds[1]['n']}")}
