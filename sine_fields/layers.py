@@ -97,7 +97,12 @@ class _SineWeight(torch.autograd.Function):
 
 
 def sine_weight(U: Tensor, V: Tensor, omega: float, gain: float) -> Tensor:
-    """The sine low-rank matrix ``sin(omega * U @ V) / gain``.
+    """The sine low-rank matrix ``sin(omega * U @ V) / gain``, computed in float32.
+
+    The argument ``omega * U @ V`` reaches tens or hundreds: in bfloat16 (8 significant bits) its
+    rounding error alone is larger than one period of the sine, so the product and the sine are
+    taken in float32 with autocast off, whatever the factors' dtype or the autocast state, and the
+    result is cast back to the factors' dtype.
 
     Args:
         U: ``(out, k)`` left factor.
@@ -106,9 +111,12 @@ def sine_weight(U: Tensor, V: Tensor, omega: float, gain: float) -> Tensor:
         gain: divisor that keeps the matrix's scale independent of width.
 
     Returns:
-        ``(out, in)`` matrix, differentiable in ``U`` and ``V``.
+        ``(out, in)`` matrix in ``U``'s dtype, differentiable in ``U`` and ``V``.
     """
-    return _SineWeight.apply(U, V, omega, gain)
+    dtype = U.dtype
+    with torch.autocast(device_type=U.device.type, enabled=False):
+        weight = _SineWeight.apply(U.float(), V.float(), omega, gain)
+    return weight.to(dtype)
 
 
 def _init_factors(U: Tensor, V: Tensor) -> None:
