@@ -16,7 +16,8 @@ demo: $(VENV)/.installed
 test: $(VENV)/.installed
 	$(PY) -m pytest -q
 
-# The quick benchmarks; shapes, nerf, vit and lora take 15 minutes to an hour each (README: Benchmarks).
+# The quick benchmarks, then every results table in README.md and docs/ rewritten from the JSON;
+# shapes, nerf, vit and lora take 15 minutes to an hour each (docs/benchmarks.md).
 bench: $(VENV)/.installed
 	$(PY) benchmarks/rank.py
 	$(PY) benchmarks/layers.py
