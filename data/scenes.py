@@ -1,24 +1,31 @@
-"""Render a coloured or textured mesh into a posed multi-view nerfstudio dataset.
+"""Render a coloured or textured mesh into a posed multi-view dataset, in two layouts at once.
 
 ``sine-fields data scene duck --output DIR --views N --resolution R`` writes::
 
-    DIR/transforms.json        nerfstudio format: OpenGL camera-to-world poses, pinhole intrinsics,
-                               train_filenames / val_filenames / test_filenames (the split)
-    DIR/images/frame_#####.png RGBA, alpha = pixel coverage (supersampled), straight (not premultiplied)
-    DIR/mesh.ply               the ground-truth mesh in the same world frame as the cameras
-    DIR/scene.json             how it was made: source, sha256, options, frame, timings
+    DIR/transforms.json          nerfstudio format: OpenGL camera-to-world poses, pinhole intrinsics,
+                                 train_filenames / val_filenames / test_filenames (the split)
+    DIR/transforms_train.json    the Blender-synthetic layout of the same split (camera_angle_x, frames
+    DIR/transforms_val.json      whose file_path has no extension), so that nerfstudio's stock
+    DIR/transforms_test.json     ``blender-data`` parser reads the folder with no flags
+    DIR/images/frame_#####.png   RGBA, alpha = pixel coverage (supersampled), straight (not premultiplied)
+    DIR/mesh.ply                 the ground-truth mesh in the same world frame as the cameras
+    DIR/scene.json               how it was made: source, sha256, options, frame, timings
 
 World frame (Blender-synthetic-like, so that nerfstudio's vanilla-nerf defaults fit): z is up, the
 object is centred with the longest side of its bounding box = 2 (it lies in [-1, 1]^3, nerfstudio's
 default scene box), cameras look at the origin from ``radius`` (default 4: every surface point lies
-between depth 2 and 6, vanilla-nerf's near/far planes). Load it with nerfstudio's ``nerfstudio-data``
-parser with ``--orientation-method none --center-method none --auto-scale-poses False`` (our methods'
-defaults) so this frame is kept.
+between depth 2 and 6, vanilla-nerf's near/far planes). Both parsers keep this frame: ``blender-data``
+always does; ``nerfstudio-data`` does with ``--orientation-method none --center-method none
+--auto-scale-poses False`` (our methods' defaults).
+
+Named scenes (``SCENES``, fetched once from Debian's ``assimp-testmodels``): ``duck`` (a smooth
+textured body, one 512 px texture) and ``spider`` (thin legs, four tiled textures): different
+characters for a radiance field. Any mesh file trimesh reads works too.
 
 Shading is view-independent on purpose (Lambert under two fixed world lights, no specular), so the
-scene is a well-posed radiance field. Rays are cast with trimesh (embree when ``embreex`` is installed).
-Imports only numpy, trimesh, the standard library and ``data/`` (data/ stays light); the CLI function
-``main`` alone also imports the CLI's ``UserError`` (and reads tyro's ``Positional`` marker if present).
+scene is a well-posed radiance field. Rays are cast with open3d's ``RaycastingScene`` (Embree).
+Imports numpy, trimesh, open3d, Pillow, the standard library and ``data/``; the CLI function ``main``
+alone also imports the CLI's ``UserError`` (and reads tyro's ``Positional`` marker if present).
 """
 
 from __future__ import annotations
@@ -27,16 +34,16 @@ import json
 import math
 import os
 import shutil
-import struct
 import tempfile
 import time
-import zlib
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Literal, Sequence
 
 import numpy as np
 import trimesh
+from PIL import Image
+from trimesh.resolvers import FilePathResolver
 
 from sine_fields.data.debian import cached_members, debian_members, debian_package
 from sine_fields.data.recipes import DataError, sha256_of
@@ -50,17 +57,59 @@ except ImportError:  # pragma: no cover
             return item
 
 
-__all__ = ["SCENES", "duck_is_cached", "RenderOptions", "camera_positions", "look_at", "load_scene_mesh", "render_scene", "render_view"]
+__all__ = [
+    "SCENES",
+    "NamedScene",
+    "RenderOptions",
+    "camera_positions",
+    "describe_scenes",
+    "duck_is_cached",
+    "fetch_scene",
+    "look_at",
+    "load_scene_mesh",
+    "load_scene_parts",
+    "render_scene",
+    "render_view",
+    "scene_is_cached",
+]
 
-# The textured Duck (COLLADA sample model) as shipped in Debian's assimp-testmodels; the .dae names
-# its texture by relative path, so both files are unpacked side by side.
+# The named scenes are sample models shipped in Debian's assimp-testmodels (assimp's test suite).
 ASSIMP_TESTMODELS = debian_package(
     "assimp-testmodels", "5.2.5~ds0-1", "526f326186000cd6f631ea806128548a7d3d391abd8149fddc5c4c8513e80b8a"
 )
-SCENES: dict[str, tuple[str, list[str]]] = {
-    "duck": (
-        "textured Duck, 512 px texture (Debian assimp-testmodels, models/Collada/duck.dae)",
-        ["usr/share/assimp/models/Collada/duck.dae", "usr/share/assimp/models/Collada/duckCM.tga"],
+_MODELS = "usr/share/assimp/models/"
+
+
+@dataclass(frozen=True)
+class NamedScene:
+    """A scene name's source: package members unpacked side by side (a model file first, then the
+    textures it names by relative path)."""
+
+    description: str
+    members: tuple[str, ...]
+
+
+SCENES: dict[str, NamedScene] = {
+    "duck": NamedScene(
+        "textured Duck: one smooth closed body, 2,108 vertices, one 512 px texture (Debian assimp-testmodels, "
+        "models/Collada/duck.dae)",
+        (_MODELS + "Collada/duck.dae", _MODELS + "Collada/duckCM.tga"),
+    ),
+    "spider": NamedScene(
+        "textured spider: eight thin legs and tiled wood, stone and eye textures, 1,368 faces in four parts "
+        "(Debian assimp-testmodels, models/OBJ/spider.obj)",
+        tuple(
+            _MODELS + "OBJ/" + name
+            for name in (
+                "spider.obj",
+                "spider.mtl",
+                "wal67ar_small.jpg",
+                "wal69ar_small.jpg",
+                "SpiderTex.jpg",
+                "drkwood2.jpg",
+                "engineflare1.jpg",
+            )
+        ),
     ),
 }
 
@@ -115,40 +164,95 @@ class RenderOptions:
             raise SceneError(f"radius must be a positive number, got {self.radius}")
 
 
+def scene_is_cached(name: str) -> bool:
+    """True when a named scene's files are already unpacked in the cache (nothing is fetched)."""
+    return cached_members(ASSIMP_TESTMODELS, list(SCENES[name].members)) is not None
+
+
 def duck_is_cached() -> bool:
     """True when the Duck's files are already unpacked in the cache (nothing is fetched)."""
-    return cached_members(ASSIMP_TESTMODELS, SCENES["duck"][1]) is not None
+    return scene_is_cached("duck")
+
+
+def fetch_scene(name: str) -> Path:
+    """The model file of a named scene, fetched and unpacked into the cache once (``DataError`` when
+    the package cannot be fetched, ``SceneError`` for an unknown name)."""
+    if name not in SCENES:
+        raise SceneError(f"unknown scene {name!r}; named scenes: {', '.join(SCENES)}")
+    return debian_members(ASSIMP_TESTMODELS, list(SCENES[name].members))[0]
+
+
+def describe_scenes() -> list[tuple[str, str]]:
+    """``(name, description)`` rows for ``sine-fields data list`` (fetches nothing)."""
+    return [
+        (name, f"{scene.description}; cached: {scene_is_cached(name)}; render with `sine-fields data scene {name}`")
+        for name, scene in SCENES.items()
+    ]
 
 
 def resolve_source(source: str) -> tuple[Path, str]:
     """``(mesh file, description)`` for a scene name (fetched into the cache once) or a mesh path."""
     if source in SCENES:
-        description, members = SCENES[source]
-        return debian_members(ASSIMP_TESTMODELS, members)[0], description
+        return fetch_scene(source), SCENES[source].description
     path = Path(source).expanduser()
     if not path.is_file():
         raise SceneError(f"scene {source!r} is neither a known name ({', '.join(SCENES)}) nor a mesh file")
     return path, f"mesh file {path}"
 
 
-def load_scene_mesh(path: Path) -> trimesh.Trimesh:
-    """One triangle mesh with its colours (texture, vertex or face colours) from any file trimesh reads."""
+class _PortableResolver(FilePathResolver):
+    """Finds files a model names with Windows separators (the spider's ``map_Kd .\\drkwood2.jpg``)."""
+
+    def get(self, name: str) -> bytes:
+        return super().get(name.replace("\\", "/"))
+
+
+def load_scene_parts(path: Path) -> list[trimesh.Trimesh]:
+    """The triangle meshes of a file, each with its own colours (texture, vertex or face colours).
+
+    A file with several materials (the spider) loads as several parts: they are kept apart, not
+    merged, so that each keeps its own texture and its uv coordinates may repeat outside [0, 1].
+    The scene graph's transforms are applied.
+    """
     try:
-        loaded = trimesh.load(path, process=False)
+        loaded = trimesh.load(path, process=False, resolver=_PortableResolver(str(path)))
     except Exception as error:  # trimesh raises many types for a corrupt file; report it on one line
         raise SceneError(f"{path}: cannot read mesh ({type(error).__name__}: {str(error).splitlines()[:1]})") from None
     if isinstance(loaded, trimesh.Scene):
-        # Applies the scene graph's transforms; to_geometry() is the newer name of dump(concatenate=True).
-        loaded = loaded.to_geometry() if hasattr(loaded, "to_geometry") else loaded.dump(concatenate=True)
-    if not isinstance(loaded, trimesh.Trimesh) or len(loaded.faces) == 0:
+        parts = []
+        for node in loaded.graph.nodes_geometry:
+            transform, geometry_name = loaded.graph[node]
+            geometry = loaded.geometry[geometry_name]
+            if isinstance(geometry, trimesh.Trimesh) and len(geometry.faces):
+                parts.append(geometry.copy().apply_transform(transform))
+    else:
+        parts = [loaded] if isinstance(loaded, trimesh.Trimesh) and len(loaded.faces) else []
+    if not parts:
         raise SceneError(f"{path}: holds no triangles")
-    if not np.all(np.isfinite(loaded.vertices)) or float(np.ptp(loaded.vertices, axis=0).max()) <= 0:
+    vertices = np.concatenate([part.vertices for part in parts])
+    if not np.all(np.isfinite(vertices)) or float(np.ptp(vertices, axis=0).max()) <= 0:
         raise SceneError(f"{path}: vertices are not finite or span no volume")
-    return loaded
+    return parts
+
+
+def load_scene_mesh(path: Path) -> trimesh.Trimesh:
+    """All parts of a file as one triangle mesh (geometry only; colours stay with ``load_scene_parts``)."""
+    parts = load_scene_parts(path)
+    return _geometry(parts)
+
+
+def _geometry(parts: Sequence[trimesh.Trimesh]) -> trimesh.Trimesh:
+    """The parts' triangles in one mesh, faces in part order (no colours, nothing merged or removed)."""
+    offsets = np.cumsum([0] + [len(part.vertices) for part in parts])
+    vertices = np.concatenate([part.vertices for part in parts])
+    faces = np.concatenate([part.faces + offset for part, offset in zip(parts, offsets)])
+    return trimesh.Trimesh(vertices, faces, process=False)
 
 
 def to_world_frame(mesh: trimesh.Trimesh, up: str) -> np.ndarray:
-    """The ``(4, 4)`` transform taking file coordinates to the world frame (z up, centred, longest side 2)."""
+    """The ``(4, 4)`` transform taking file coordinates to the world frame (z up, centred, longest side 2).
+
+    ``mesh`` is any mesh holding the file's vertices (only they are read)."""
     # Rotations taking the file's up axis to +z, right-handed.
     rotations = {
         "z": np.eye(3),
@@ -238,18 +342,67 @@ def surface_albedo(mesh: trimesh.Trimesh, faces: np.ndarray, barycentric: np.nda
     return np.full((len(faces), 3), DEFAULT_GREY)
 
 
+class SceneGeometry:
+    """Parts of a scene in the world frame, with one open3d ``RaycastingScene`` over all of their
+    triangles (built once, cast for every view). Face ``i`` of ``geometry`` belongs to part
+    ``part_of_face[i]`` and is face ``i - face_offsets[part]`` of that part."""
+
+    def __init__(self, parts: trimesh.Trimesh | Sequence[trimesh.Trimesh]) -> None:
+        import open3d as o3d  # heavy import, needed only to render
+
+        self.parts = [parts] if isinstance(parts, trimesh.Trimesh) else list(parts)
+        self.geometry = _geometry(self.parts)
+        self.face_offsets = np.cumsum([0] + [len(part.faces) for part in self.parts])
+        self.vertex_normals = np.asarray(self.geometry.vertex_normals)
+        self.raycaster = o3d.t.geometry.RaycastingScene()
+        self.raycaster.add_triangles(
+            o3d.core.Tensor(self.geometry.vertices.astype(np.float32)),
+            o3d.core.Tensor(self.geometry.faces.astype(np.uint32)),
+        )
+
+    def first_hits(self, origins: np.ndarray, directions: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """``(rays (m,), faces (m,), barycentric (m, 3))`` of the rays ``(n, 3)`` that hit, at their first hit."""
+        import open3d as o3d
+
+        rays = np.concatenate([origins, directions], axis=1).astype(np.float32)
+        result = self.raycaster.cast_rays(o3d.core.Tensor(rays))
+        distance = result["t_hit"].numpy()
+        hit = np.flatnonzero(np.isfinite(distance))
+        faces = result["primitive_ids"].numpy()[hit].astype(np.int64)
+        # open3d's (u, v) weigh the triangle's second and third vertex: p = (1 - u - v) a + u b + v c.
+        uv = result["primitive_uvs"].numpy()[hit].astype(np.float64)
+        barycentric = np.stack([1.0 - uv[:, 0] - uv[:, 1], uv[:, 0], uv[:, 1]], axis=1)
+        return hit, faces, barycentric
+
+    def albedo(self, faces: np.ndarray, barycentric: np.ndarray) -> np.ndarray:
+        """Base colour ``(m, 3)`` at hits given by face of ``geometry`` ``(m,)`` and barycentrics ``(m, 3)``."""
+        colours = np.empty((len(faces), 3))
+        part_of_face = np.searchsorted(self.face_offsets, faces, side="right") - 1
+        for index, part in enumerate(self.parts):
+            mine = part_of_face == index
+            if mine.any():
+                colours[mine] = surface_albedo(part, faces[mine] - self.face_offsets[index], barycentric[mine])
+        return colours
+
+
 def render_view(
-    mesh: trimesh.Trimesh, pose: np.ndarray, focal: float, resolution: int, supersample: int
+    scene: trimesh.Trimesh | Sequence[trimesh.Trimesh] | SceneGeometry,
+    pose: np.ndarray,
+    focal: float,
+    resolution: int,
+    supersample: int,
 ) -> np.ndarray:
     """Render one ``(resolution, resolution, 4)`` float RGBA image in [0, 1] (straight alpha).
 
     Args:
-        mesh: the mesh in the world frame.
+        scene: the mesh, its parts, or a ``SceneGeometry`` built once for many views, in the world frame.
         pose: ``(4, 4)`` OpenGL camera-to-world matrix.
         focal: focal length in pixels (principal point at the image centre).
         resolution: width = height in pixels.
         supersample: rays per pixel along each axis.
     """
+    if not isinstance(scene, SceneGeometry):
+        scene = SceneGeometry(scene)
     n = resolution * supersample
     # Sub-pixel ray positions; their mean is the pixel centre (nerfstudio casts through +0.5).
     coords = (np.arange(n) + 0.5) / supersample
@@ -259,20 +412,18 @@ def render_view(
     directions = directions_cam.reshape(-1, 3) @ pose[:3, :3].T
     directions /= np.linalg.norm(directions, axis=1, keepdims=True)
     origins = np.broadcast_to(pose[:3, 3], directions.shape)
-    faces, rays, points = mesh.ray.intersects_id(origins, directions, multiple_hits=False, return_locations=True)
+    rays, faces, barycentric = scene.first_hits(origins, directions)
     rgb = np.zeros((n * n, 3))
     hit = np.zeros(n * n)
     if len(rays):
-        barycentric = trimesh.triangles.points_to_barycentric(mesh.triangles[faces], points)
-        barycentric = np.clip(barycentric, 0.0, 1.0)
-        barycentric /= barycentric.sum(axis=1, keepdims=True)
-        normals = np.einsum("nk,nkc->nc", barycentric, mesh.vertex_normals[mesh.faces[faces]])
+        triangles = scene.geometry.faces[faces]
+        normals = np.einsum("nk,nkc->nc", barycentric, scene.vertex_normals[triangles])
         normals /= np.maximum(np.linalg.norm(normals, axis=1, keepdims=True), 1e-12)
         # Light the side facing the camera (open meshes and flipped faces are seen from both sides).
         normals[np.einsum("nc,nc->n", normals, directions[rays]) > 0] *= -1
         cosine = normals @ KEY_LIGHT
         shade = AMBIENT + KEY * np.maximum(cosine, 0) + FILL * np.maximum(-cosine, 0)
-        rgb[rays] = surface_albedo(mesh, faces, barycentric) * shade[:, None]
+        rgb[rays] = scene.albedo(faces, barycentric) * shade[:, None]
         hit[rays] = 1.0
     # Average the sub-pixel rays: coverage -> alpha, mean colour of the covered ones -> rgb.
     rgb = rgb.reshape(resolution, supersample, resolution, supersample, 3).sum(axis=(1, 3))
@@ -282,17 +433,28 @@ def render_view(
     return np.concatenate([np.clip(rgb, 0, 1), alpha[..., None]], axis=-1)
 
 
-def png_bytes(rgba: np.ndarray) -> bytes:
-    """Encode ``(H, W, 4)`` float RGBA in [0, 1] as an 8-bit PNG (standard library only)."""
+def save_png(path: Path, rgba: np.ndarray) -> None:
+    """Write ``(H, W, 4)`` float RGBA in [0, 1] as an 8-bit RGBA PNG."""
     pixels = np.round(np.clip(rgba, 0, 1) * 255).astype(np.uint8)
-    height, width = pixels.shape[:2]
-    rows = np.concatenate([np.zeros((height, 1), np.uint8), pixels.reshape(height, width * 4)], axis=1)
+    Image.fromarray(pixels, mode="RGBA").save(path)
 
-    def chunk(kind: bytes, data: bytes) -> bytes:
-        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
 
-    header = struct.pack(">IIBBBBB", width, height, 8, 6, 0, 0, 0)  # 8-bit RGBA, no interlace
-    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(rows.tobytes(), 6)) + chunk(b"IEND", b"")
+def blender_transforms(frames: list[dict], names: list[str], focal: float, resolution: int) -> dict:
+    """The Blender-synthetic ``transforms_<split>.json`` of the frames named ``names``.
+
+    nerfstudio's ``blender-data`` parser reads ``camera_angle_x`` (horizontal field of view; the
+    principal point is the image centre) and each frame's ``file_path`` without its extension (it
+    appends ``.png``), and takes the image size from the first image.
+    """
+    chosen = set(names)
+    return {
+        "camera_angle_x": 2 * math.atan(resolution / 2 / focal),
+        "frames": [
+            {"file_path": "./" + frame["file_path"].removesuffix(".png"), "transform_matrix": frame["transform_matrix"]}
+            for frame in frames
+            if frame["file_path"] in chosen
+        ],
+    }
 
 
 def _write_json(path: Path, data: dict) -> None:
@@ -300,7 +462,8 @@ def _write_json(path: Path, data: dict) -> None:
 
 
 def render_scene(source: str, output: Path, options: RenderOptions, overwrite: bool = False) -> dict:
-    """Render ``source`` (a scene name or mesh path) into a nerfstudio dataset folder ``output``.
+    """Render ``source`` (a scene name or mesh path) into a dataset folder ``output`` (nerfstudio and
+    Blender layouts, see the module docstring).
 
     The folder is assembled in a temporary sibling and renamed into place, so an interrupted run
     leaves nothing half-written. Returns the contents of ``scene.json``.
@@ -311,9 +474,12 @@ def render_scene(source: str, output: Path, options: RenderOptions, overwrite: b
         raise SceneError(f"{output} exists and is not empty; pass --overwrite to replace it")
     started = time.perf_counter()
     path, description = resolve_source(source)
-    mesh = load_scene_mesh(path)
-    transform = to_world_frame(mesh, options.up)
-    mesh.apply_transform(transform)
+    parts = load_scene_parts(path)
+    transform = to_world_frame(_geometry(parts), options.up)
+    for part in parts:
+        part.apply_transform(transform)
+    world = SceneGeometry(parts)
+    mesh = world.geometry
     bounding_radius = float(np.linalg.norm(mesh.vertices, axis=1).max())
     if options.radius <= bounding_radius * 1.05:
         raise SceneError(
@@ -329,9 +495,9 @@ def render_scene(source: str, output: Path, options: RenderOptions, overwrite: b
         frames, train, evaluation, coverage = [], [], [], []
         for index, position in enumerate(camera_positions(options.views, options.radius, options.cameras)):
             pose = look_at(position)
-            rgba = render_view(mesh, pose, focal, options.resolution, options.supersample)
+            rgba = render_view(world, pose, focal, options.resolution, options.supersample)
             name = f"images/frame_{index:05d}.png"
-            (staging / name).write_bytes(png_bytes(rgba))
+            save_png(staging / name, rgba)
             frames.append({"file_path": name, "transform_matrix": pose.tolist()})
             (evaluation if index % options.eval_every == options.eval_every // 2 else train).append(name)
             coverage.append(float(rgba[..., 3].mean()))
@@ -349,7 +515,9 @@ def render_scene(source: str, output: Path, options: RenderOptions, overwrite: b
             "test_filenames": evaluation,
         }
         _write_json(staging / "transforms.json", transforms)
-        trimesh.Trimesh(mesh.vertices, mesh.faces, process=False).export(staging / "mesh.ply")
+        for split, names in (("train", train), ("val", evaluation), ("test", evaluation)):
+            _write_json(staging / f"transforms_{split}.json", blender_transforms(frames, names, focal, options.resolution))
+        mesh.export(staging / "mesh.ply")
         scene = {
             "source": source,
             "description": description,
@@ -357,6 +525,8 @@ def render_scene(source: str, output: Path, options: RenderOptions, overwrite: b
             "mesh_sha256": sha256_of(path),
             "options": asdict(options),
             "frame": "z up; object centred, longest bounding-box side 2; OpenGL camera-to-world poses",
+            "layouts": ["nerfstudio (transforms.json)", "blender (transforms_train/val/test.json)"],
+            "parts": len(parts),
             "file_to_world": transform.tolist(),
             "bounding_radius": bounding_radius,
             "depth_range": [options.radius - bounding_radius, options.radius + bounding_radius],
@@ -395,11 +565,12 @@ def main(
     up: Literal["x", "y", "z"] = "y",
     overwrite: bool = False,
 ) -> int:
-    """Render a scene name (duck) or a coloured/textured mesh file into a nerfstudio dataset.
+    """Render a named scene (duck, spider) or a coloured/textured mesh file into a dataset
+    that nerfstudio reads with its nerfstudio-data and blender-data parsers.
 
     Args:
-        source: `duck` (Debian assimp-testmodels, fetched into the cache once) or a mesh file path.
-        output: dataset folder to write (transforms.json, images/, mesh.ply, scene.json).
+        source: `duck` or `spider` (Debian assimp-testmodels, fetched into the cache once) or a mesh file path.
+        output: dataset folder to write (transforms.json, transforms_{train,val,test}.json, images/, mesh.ply, scene.json).
         views: number of cameras, train and eval together.
         resolution: image width and height in pixels.
         cameras: cameras on the whole sphere or the upper hemisphere.
