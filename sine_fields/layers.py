@@ -97,12 +97,12 @@ class _SineWeight(torch.autograd.Function):
 
 
 def sine_weight(U: Tensor, V: Tensor, omega: float, gain: float) -> Tensor:
-    """The sine low-rank matrix ``sin(omega * U @ V) / gain``, computed in float32.
+    """The sine low-rank matrix ``sin(omega * U @ V) / gain``, computed in (at least) float32.
 
     The argument ``omega * U @ V`` reaches tens or hundreds: in bfloat16 (8 significant bits) its
-    rounding error alone is larger than one period of the sine, so the product and the sine are
-    taken in float32 with autocast off, whatever the factors' dtype or the autocast state, and the
-    result is cast back to the factors' dtype.
+    rounding error is a sizeable part of the sine's period, so the product and the sine are taken
+    in at least float32 with autocast off, whatever the factors' dtype or the autocast state, and
+    the result is cast back to the factors' dtype.
 
     Args:
         U: ``(out, k)`` left factor.
@@ -114,8 +114,9 @@ def sine_weight(U: Tensor, V: Tensor, omega: float, gain: float) -> Tensor:
         ``(out, in)`` matrix in ``U``'s dtype, differentiable in ``U`` and ``V``.
     """
     dtype = U.dtype
+    compute = torch.promote_types(dtype, torch.float32)  # float64 stays float64
     with torch.autocast(device_type=U.device.type, enabled=False):
-        weight = _SineWeight.apply(U.float(), V.float(), omega, gain)
+        weight = _SineWeight.apply(U.to(compute), V.to(compute), omega, gain)
     return weight.to(dtype)
 
 

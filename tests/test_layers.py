@@ -111,12 +111,61 @@ def test_to_dense_computes_the_same_function(layer_cls):
     torch.testing.assert_close(dense(x), layer(x))
 
 
-@pytest.mark.parametrize("rows", [1, 10_000])
-def test_low_rank_forward_paths_agree(rows):
+@pytest.mark.parametrize(
+    "in_features, out_features, rank, rows, factored",
+    [
+        (64, 48, 2, 1, True),  # k (in + out) = 224 per row vs 3072 (k + rows): factored
+        (64, 48, 2, 10_000, True),
+        (16, 16, 12, 4, True),  # 384 rows vs 256 (12 + rows): factored below 24 rows ...
+        (16, 16, 12, 100, False),  # ... materialised above
+    ],
+)
+def test_low_rank_forward_paths_agree(monkeypatch, in_features, out_features, rank, rows, factored):
     torch.manual_seed(0)
-    layer = LowRankLinear(64, 48, 2)
-    x = torch.randn(rows, 64)
-    torch.testing.assert_close(layer(x), x @ (layer.U @ layer.V).T + layer.bias, rtol=1e-4, atol=1e-5)
+    layer = LowRankLinear(in_features, out_features, rank)
+    assert layer._factored_is_cheaper(rows) is factored
+    # Count materialisations, so that each case provably takes the branch it is listed under.
+    calls = []
+    weight = LowRankLinear.weight.fget
+    monkeypatch.setattr(LowRankLinear, "weight", property(lambda self: calls.append(1) or weight(self)))
+    x = torch.randn(rows, in_features, requires_grad=True)
+    out = layer(x)
+    assert len(calls) == (0 if factored else 1)
+    expected = x @ (layer.U @ layer.V).T + layer.bias
+    torch.testing.assert_close(out, expected, rtol=1e-4, atol=1e-5)
+    grads = torch.autograd.grad(out.square().sum(), (x, layer.U, layer.V))
+    expected_grads = torch.autograd.grad(expected.square().sum(), (x, layer.U, layer.V))
+    for got, want in zip(grads, expected_grads):
+        torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-4)
+
+
+def test_sine_weight_under_bf16_autocast_is_computed_in_float32():
+    torch.manual_seed(0)
+    layer = SineLowRankLinear(64, 64, rank=4, omega=100.0)
+    with torch.no_grad():
+        layer.U.mul_(4.0)  # trained factors grow: large arguments are where bf16 goes wrong
+    reference = torch.sin(100.0 * (layer.U.double() @ layer.V.double())) / 8.0
+    assert (100.0 * layer.U @ layer.V).abs().max() > 20
+    x = torch.randn(5, 64)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        weight = layer.weight
+        out = layer(x)
+    assert weight.dtype == torch.float32
+    torch.testing.assert_close(weight.double(), reference, rtol=0, atol=1e-6)
+    # F.linear itself runs in bf16 under autocast: compare the output at bf16 precision.
+    assert out.dtype == torch.bfloat16
+    torch.testing.assert_close(out.float(), x @ reference.float().T + layer.bias, rtol=2e-2, atol=2e-2)
+    # and the gradient flows through the float32 sine to the float32 factors
+    out.float().sum().backward()
+    assert layer.U.grad.dtype == torch.float32 and torch.isfinite(layer.U.grad).all()
+
+
+def test_bfloat16_layer_takes_the_sine_in_float32_and_casts_back():
+    torch.manual_seed(0)
+    layer = SineLowRankLinear(64, 64, rank=4, omega=100.0).to(torch.bfloat16)
+    reference = (torch.sin(100.0 * (layer.U.double() @ layer.V.double())) / 8.0).to(torch.bfloat16)
+    assert layer.weight.dtype == torch.bfloat16
+    torch.testing.assert_close(layer.weight, reference, rtol=0, atol=0)
 
 
 def test_batched_input_shapes():

@@ -93,3 +93,19 @@ def test_state_dict_round_trip(tmp_path):
     fresh.load_state_dict(torch.load(tmp_path / "a.pt", weights_only=True))
     x = torch.randn(2, 32)
     torch.testing.assert_close(fresh(x), layer(x))
+
+
+def test_sine_of_the_delta_is_float32_under_bf16_autocast():
+    _, layer = adapted(in_features=64, out_features=64, rank=4, alpha=8.0, omega=100.0)
+    with torch.no_grad():
+        layer.lora_B.normal_()  # omega * B @ A reaches tens: bf16 rounding alone is a sizeable phase error
+    reference = 2.0 * torch.sin(100.0 * (layer.lora_B.double() @ layer.lora_A.double())) / 8.0
+    assert (100.0 * layer.lora_B @ layer.lora_A).abs().max() > 20
+    x = torch.randn(5, 64)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        delta = layer.get_delta_weight()
+        out = layer(x)
+    assert delta.dtype == torch.float32
+    torch.testing.assert_close(delta.double(), reference, rtol=0, atol=1e-5)
+    expected = nn.functional.linear(x, layer.base_layer.weight + reference.float(), layer.base_layer.bias)
+    torch.testing.assert_close(out.float(), expected, rtol=2e-2, atol=3e-2)
