@@ -14,7 +14,10 @@ sha256. Steps, in order, all on the same pre-trained base model:
 3. fine-tune with LoRA and Sine-LoRA at each rank and seed on the German training cookies and
    report held-out loss (nats per byte) and perplexity on the German test cookies. Both methods
    have the same trainable parameters at each rank (asserted); each adapter's merged output is
-   compared with its unmerged output, and each Sine-LoRA adapter is saved and reloaded.
+   compared with its unmerged output, and each Sine-LoRA adapter is saved and reloaded;
+4. for every trained adapter (LoRA and Sine-LoRA), the plain LoRA rank each layer needs to keep 99 %
+   of its update's squared Frobenius norm (SVD, as ``sine_fields.peft_lora.to_plain_lora`` exports):
+   the number behind "the sine raises the rank" (median and max over layers and seeds).
 
 Full fine-tuning (every weight, same steps) and the base model without fine-tuning are reported as
 references. Results: ``benchmarks/results/lora.json`` and ``lora.md``.
@@ -73,6 +76,8 @@ def parse_args(argv: list[str] | None):
 
 
 def summarise(runs: list[dict]) -> list[dict]:
+    import statistics
+
     from sine_fields.experiments.common import mean_std
 
     groups: dict[tuple, list[dict]] = {}
@@ -94,7 +99,55 @@ def summarise(runs: list[dict]) -> list[dict]:
                 "train_seconds_mean": sum(m["train_seconds"] for m in members) / len(members),
             }
         )
+        # Plain rank needed per layer, pooled over the layers of every seed's adapter.
+        plain = [layer["rank_for_energy"] for m in members if "plain_rank" in m for layer in m["plain_rank"]["layers"]]
+        if plain:
+            rows[-1].update(
+                plain_rank_energy=members[0]["plain_rank"]["energy"],
+                plain_rank_median=statistics.median(plain),
+                plain_rank_max=max(plain),
+                plain_rank_min=min(plain),
+                plain_rank_layers=len(plain),
+                max_rank=min(min(layer["shape"]) for m in members for layer in m["plain_rank"]["layers"]),
+            )
     return rows
+
+
+def plain_rank_markdown(result: dict) -> str:
+    """Plain LoRA rank each adapted layer needs to keep the energy share of its trained update."""
+    from sine_fields.experiments.common import markdown_table
+
+    summary = [r for r in result["summary"] if "plain_rank_median" in r]
+    if not summary:
+        return ""
+    rows = []
+    for rank in result["config"]["ranks"]:
+        lora = next(r for r in summary if r["method"] == "lora" and r["rank"] == rank)
+        sine = next(r for r in summary if r["method"] == "sine" and r["rank"] == rank)
+        rows.append(
+            [
+                rank,
+                f"{lora['plain_rank_median']:g} / {lora['plain_rank_max']}",
+                f"{sine['plain_rank_median']:g} / {sine['plain_rank_max']}",
+                f"{sine['plain_rank_median'] / rank:.1f}x",
+                sine["max_rank"],
+            ]
+        )
+    energy = summary[0]["plain_rank_energy"]
+    layers = summary[0]["plain_rank_layers"]
+    header = [
+        "adapter rank r",
+        "LoRA: plain rank median / max",
+        f"Sine-LoRA (omega {result['omega']:g}): plain rank median / max",
+        "Sine median / r",
+        "full rank",
+    ]
+    return (
+        f"Plain LoRA rank needed to keep {energy:.0%} of each trained update's squared Frobenius norm "
+        f"(SVD of the update, as `to_plain_lora` exports it), over the {layers} adapted layers of "
+        f"{len(result['config']['seeds'])} seeds; {result['config']['finetune_steps']} fine-tuning steps at lr "
+        f"{result['lr']:g}.\n\n" + markdown_table(header, rows)
+    )
 
 
 def markdown(result: dict) -> str:
@@ -135,6 +188,9 @@ def markdown(result: dict) -> str:
         f"{result['config']['seeds']}, {result['config']['finetune_steps']} fine-tuning steps at lr {result['lr']:g}; "
         f"lower is better.\n\n" + markdown_table(header, rows)
     )
+    plain = plain_rank_markdown(result)
+    if plain:
+        text += "\n" + plain
     sweep = result["sweep"]
     if sweep["lr"]:
         text += f"\nLoRA learning-rate sweep (rank {sweep['rank']}, German validation cookies, seed {sweep['seed']}):\n\n"

@@ -59,6 +59,7 @@ __all__ = [
     "PeftSineLoRALinear",
     "SineLoraConfig",
     "adapter_folder",
+    "energy_rank",
     "load_sine_lora",
     "plain_rank_report",
     "register_sine_lora",
@@ -470,7 +471,7 @@ def _sine_layers(model: PeftModel, adapter_name: str) -> list[tuple[str, PeftSin
     return layers
 
 
-def _energy_rank(singular_values: torch.Tensor, energy: float) -> int:
+def energy_rank(singular_values: torch.Tensor, energy: float) -> int:
     """Smallest k whose top-k singular values hold ``energy`` of the squared Frobenius norm (0 for a zero matrix)."""
     squares = singular_values.double() ** 2
     total = float(squares.sum())
@@ -513,7 +514,7 @@ def plain_rank_report(model: PeftModel, adapter_name: str = "default", energy: f
                 "rank": module.r[adapter_name],
                 "omega": module.sine_omega[adapter_name],
                 "energy": energy,
-                "rank_for_energy": _energy_rank(singular_values, energy),
+                "rank_for_energy": energy_rank(singular_values, energy),
             }
         )
     return rows
@@ -566,7 +567,7 @@ def to_plain_lora(
         if rank is not None and rank > min(delta.shape):
             raise ValueError(f"rank={rank} is larger than min(out, in) = {min(delta.shape)} of {_module_key(name)}")
         U, S, Vh = torch.linalg.svd(delta, full_matrices=False)
-        needed = _energy_rank(S, energy)
+        needed = energy_rank(S, energy)
         k = rank if rank is not None else max(needed, 1)
         total = float((S.double() ** 2).sum())
         kept = float((S[:k].double() ** 2).sum()) / total if total > 0 else 1.0

@@ -13,7 +13,7 @@ import torch
 peft = pytest.importorskip("peft", reason="peft is a dependency of sine-fields; install the project")
 transformers = pytest.importorskip("transformers", reason="transformers is a dependency of sine-fields")
 
-from sine_fields.peft_lora import _energy_rank, plain_rank_report, register_sine_lora, to_plain_lora  # noqa: E402
+from sine_fields.peft_lora import energy_rank, plain_rank_report, register_sine_lora, to_plain_lora  # noqa: E402
 
 IDS = torch.randint(0, 64, (2, 8), generator=torch.Generator().manual_seed(0))
 
@@ -40,12 +40,12 @@ def trained_like(tiny_llama, omega=60.0, use_dora=False):
 def test_energy_rank_closed_form():
     # squares 16, 4, 1, 0: cumulative shares 16/21, 20/21, 1
     s = torch.tensor([4.0, 2.0, 1.0, 0.0])
-    assert _energy_rank(s, 0.5) == 1
-    assert _energy_rank(s, 16 / 21) == 1
-    assert _energy_rank(s, 0.9) == 2
-    assert _energy_rank(s, 0.99) == 3
-    assert _energy_rank(s, 1.0) == 3
-    assert _energy_rank(torch.zeros(3), 0.99) == 0
+    assert energy_rank(s, 0.5) == 1
+    assert energy_rank(s, 16 / 21) == 1
+    assert energy_rank(s, 0.9) == 2
+    assert energy_rank(s, 0.99) == 3
+    assert energy_rank(s, 1.0) == 3
+    assert energy_rank(torch.zeros(3), 0.99) == 0
 
 
 def test_report_matches_an_svd_of_each_delta(tiny_llama):

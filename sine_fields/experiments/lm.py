@@ -2,14 +2,14 @@
 corpus and fine-tuned on another with PEFT LoRA or Sine-LoRA.
 
 Llama is the architecture family of the paper's LoRA experiment (LLaMA-3-8B, Sec. 4.3), scaled down
-to what a shared 2-core CPU trains in minutes. Its projections are ``nn.Linear`` (GPT-2's are
-``Conv1D``), which is what ``register_sine_lora`` hooks.
+to what a shared 2-core CPU trains in minutes. Its projections are ``nn.Linear``.
 """
 
 from __future__ import annotations
 
 import copy
 import math
+import statistics
 import tempfile
 import time
 from dataclasses import asdict, dataclass
@@ -19,11 +19,23 @@ from torch import Tensor, nn
 
 from sine_fields.convert import count_parameters
 
-__all__ = ["LM_TARGETS", "LMConfig", "batch_windows", "build_lm", "evaluate_loss", "finetune", "pretrain"]
+__all__ = [
+    "LM_TARGETS",
+    "PLAIN_RANK_ENERGY",
+    "LMConfig",
+    "adapter_plain_ranks",
+    "batch_windows",
+    "build_lm",
+    "evaluate_loss",
+    "finetune",
+    "pretrain",
+]
 
 # Every projection of every block, as in the commonsense LoRA setup the paper follows (Sec. 4.3).
 LM_TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
 METHODS = ("lora", "sine", "full")
+# Share of each adapter update's squared Frobenius norm that the plain-rank measurement keeps.
+PLAIN_RANK_ENERGY = 0.99
 
 
 @dataclass(frozen=True)
@@ -177,6 +189,37 @@ def merge_check(model, windows: Tensor, method: str, base_for_reload: nn.Module 
     return check
 
 
+@torch.no_grad()
+def adapter_plain_ranks(model, energy: float = PLAIN_RANK_ENERGY, adapter_name: str = "default") -> dict:
+    """Per adapted layer, the rank a plain LoRA needs to keep ``energy`` of the layer's update.
+
+    Works for LoRA (rank at most r by construction) and Sine-LoRA alike: both layers compute their
+    update in ``get_delta_weight``.
+    """
+    from peft.tuners.lora.layer import LoraLayer
+
+    from sine_fields.peft_lora import energy_rank
+
+    layers = []
+    for name, module in model.named_modules():
+        if isinstance(module, LoraLayer) and adapter_name in module.lora_A:
+            delta = module.get_delta_weight(adapter_name).float()
+            layers.append(
+                {
+                    "module": name.removeprefix("base_model.model."),
+                    "shape": list(delta.shape),
+                    "rank_for_energy": energy_rank(torch.linalg.svdvals(delta), energy),
+                }
+            )
+    ranks = [layer["rank_for_energy"] for layer in layers]
+    return {
+        "energy": energy,
+        "median": statistics.median(ranks) if ranks else None,
+        "max": max(ranks, default=None),
+        "layers": layers,
+    }
+
+
 def finetune(
     base: nn.Module,
     method: str,
@@ -217,6 +260,8 @@ def finetune(
         "trainable_parameters": trainable,
         "train_seconds": seconds,
     }
+    if method != "full":
+        result["plain_rank"] = adapter_plain_ranks(model)
     if check_merge and method != "full":
         result["merge_check"] = merge_check(model, eval_ids, method, copy.deepcopy(base))
     return result
