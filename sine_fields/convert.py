@@ -8,6 +8,7 @@ expression that must match the whole qualified name.
 
 from __future__ import annotations
 
+import copy
 import re
 from dataclasses import dataclass, field
 from typing import Iterable, Literal, Sequence
@@ -39,7 +40,8 @@ class ConversionSummary:
     changed: list[str] = field(default_factory=list)
     """Qualified names of the layers replaced or wrapped."""
     skipped: dict[str, str] = field(default_factory=dict)
-    """Matching layers left alone, with the reason (e.g. the rank does not fit the layer)."""
+    """Matching layers left alone, with the reason: the rank does not fit, or a subclass of ``nn.Linear``
+    overrides ``forward``, or (for adapters) may be read through ``.weight``."""
     parameters_before: int = 0
     """All parameters of the model before the change."""
     parameters_after: int = 0
@@ -54,7 +56,8 @@ class ConversionSummary:
             f"{self.parameters_after:,} ({ratio:.1%}), trainable {self.trainable_after:,}"
         )
         if self.skipped:
-            text += f", {len(self.skipped)} skipped"
+            reasons = "; ".join(f"{name} ({reason})" for name, reason in self.skipped.items())
+            text += f", {len(self.skipped)} skipped: {reasons}"
         return text
 
 
@@ -66,17 +69,46 @@ def _name_matches(name: str, patterns: Patterns) -> bool:
     return any(name == p or name.endswith("." + p) for p in patterns)
 
 
+def _subclass_reason(module: nn.Linear, wrapping: bool) -> str | None:
+    """Why a subclass of ``nn.Linear`` must be left alone (None when it is safe to replace or wrap).
+
+    A subclass can change what the layer computes, or exist only to mark the layer for its parent.
+    ``nn.MultiheadAttention.out_proj`` is such a marker (``NonDynamicallyQuantizableLinear``, which
+    keeps dynamic quantisation away from it): the attention never calls it, it passes
+    ``out_proj.weight`` and ``out_proj.bias`` to its functional forward (and to its fused fast path).
+    ``LowRankLinear`` and ``SineLowRankLinear`` expose exactly these two: ``.weight`` is the effective
+    ``(out, in)`` matrix, recomputed from the factors on every read so gradients reach them, and
+    ``.bias`` the bias Parameter; so a parent reading them computes what the new layer computes.
+    ``SineLoRALinear`` has no ``.weight``, so wrapping such a layer would break its parent.
+    """
+    cls = type(module)
+    if cls is nn.Linear:
+        return None
+    name = f"{cls.__module__}.{cls.__qualname__}"
+    if cls.forward is not nn.Linear.forward:
+        return f"{name} overrides forward, so it may compute more than x W^T + b; replacing it would change the model"
+    if wrapping:
+        return (f"{name} is a subclass of nn.Linear whose parent may read its .weight directly "
+                "(as nn.MultiheadAttention does), which a SineLoRALinear wrapper does not have")
+    return None
+
+
 def _selected_linears(
-    model: nn.Module, target_modules: Patterns, exclude: Patterns
+    model: nn.Module, target_modules: Patterns, exclude: Patterns, wrapping: bool, skipped: dict[str, str]
 ) -> Iterable[tuple[str, nn.Linear]]:
+    """The matching linear layers that can be changed; the others that match go into ``skipped``."""
     if isinstance(model, nn.Linear):
         raise ValueError("model is a single nn.Linear: pass a module that contains it")
     for name, module in list(model.named_modules()):
-        if type(module) is not nn.Linear:  # subclasses (e.g. NonDynamicallyQuantizableLinear) have own contracts
+        if not isinstance(module, nn.Linear):
             continue
         if not _name_matches(name, target_modules):
             continue
         if exclude is not None and _name_matches(name, exclude):
+            continue
+        reason = _subclass_reason(module, wrapping)
+        if reason is not None:
+            skipped[name] = reason
             continue
         yield name, module
 
@@ -106,6 +138,9 @@ def convert(
 ) -> ConversionSummary:
     """Replace the matching ``nn.Linear`` layers of ``model`` in place.
 
+    Subclasses of ``nn.Linear`` that keep its ``forward`` (``nn.MultiheadAttention.out_proj``) are
+    replaced too; the others are skipped and listed with the reason.
+
     Args:
         model: any module; its linear layers are found by ``named_modules``.
         kind: ``dense`` (kept as ``nn.Linear``, freshly initialised), ``lowrank`` or ``sine``.
@@ -125,11 +160,16 @@ def convert(
         raise ValueError(f"rank must be an integer >= 1, got rank={rank!r}")
     omega = check_omega(omega)
     summary = ConversionSummary(kind=kind, parameters_before=count_parameters(model))
-    for name, module in _selected_linears(model, target_modules, exclude):
+    for name, module in _selected_linears(model, target_modules, exclude, wrapping=False, skipped=summary.skipped):
         factory = {"device": module.weight.device, "dtype": module.weight.dtype}
         has_bias = module.bias is not None
-        if kind == "dense":
-            new: nn.Module = nn.Linear(module.in_features, module.out_features, bias=has_bias, **factory)
+        if kind == "dense" and type(module) is not nn.Linear:
+            # A fresh layer of the same subclass keeps whatever the class marks (e.g. that dynamic
+            # quantisation must leave MultiheadAttention's out_proj alone); its constructor is unknown.
+            new: nn.Module = copy.deepcopy(module)
+            new.reset_parameters()
+        elif kind == "dense":
+            new = nn.Linear(module.in_features, module.out_features, bias=has_bias, **factory)
         else:
             reason = _fits(module, rank)
             if reason is not None:
@@ -161,6 +201,9 @@ def add_sine_lora(
 ) -> ConversionSummary:
     """Wrap the matching ``nn.Linear`` layers with ``SineLoRALinear`` in place.
 
+    Only exact ``nn.Linear`` layers are wrapped: every matching subclass is skipped and listed with
+    the reason (a parent such as ``nn.MultiheadAttention`` reads its ``.weight``, which the wrapper lacks).
+
     With ``freeze_base`` every other parameter of the model is frozen too, so that only the
     adapters train (as PEFT does); pass ``False`` to keep e.g. a classifier head trainable.
     """
@@ -168,7 +211,7 @@ def add_sine_lora(
     summary = ConversionSummary(kind="sine-lora", parameters_before=count_parameters(model))
     if freeze_base:
         model.requires_grad_(False)
-    for name, module in _selected_linears(model, target_modules, exclude):
+    for name, module in _selected_linears(model, target_modules, exclude, wrapping=True, skipped=summary.skipped):
         reason = _fits(module, rank)
         if reason is not None:
             summary.skipped[name] = reason

@@ -107,3 +107,81 @@ def test_add_sine_lora_freezes_the_base_and_merges(tiny_llama):
 def test_convert_bad_arguments(kwargs, needle):
     with pytest.raises(ValueError, match=needle):
         convert(nn.Sequential(nn.Linear(8, 8)), **kwargs)
+
+
+def encoder_layer():
+    torch.manual_seed(0)
+    # dropout 0: training and inference forwards compute the same function.
+    return nn.TransformerEncoderLayer(d_model=16, nhead=2, dim_feedforward=32, dropout=0.0, batch_first=True)
+
+
+def manual_attention(attn: nn.MultiheadAttention, x):
+    """Self-attention written out, calling ``out_proj`` as a module (not reading its weight)."""
+    q, k, v = nn.functional.linear(x, attn.in_proj_weight, attn.in_proj_bias).chunk(3, dim=-1)
+    heads = lambda t: t.unflatten(-1, (attn.num_heads, attn.head_dim)).transpose(1, 2)  # noqa: E731
+    mixed = nn.functional.scaled_dot_product_attention(heads(q), heads(k), heads(v))
+    return attn.out_proj(mixed.transpose(1, 2).flatten(-2))
+
+
+@pytest.mark.parametrize("kind,layer_cls", [("sine", SineLowRankLinear), ("lowrank", LowRankLinear)])
+def test_convert_replaces_multihead_attention_out_proj(kind, layer_cls):
+    # out_proj is a NonDynamicallyQuantizableLinear that MultiheadAttention never calls: it reads
+    # out_proj.weight / .bias, which the new layers expose as the effective weight and bias.
+    layer = encoder_layer()
+    x = torch.randn(2, 5, 16)
+    before = layer(x).detach()
+    summary = convert(layer, kind, rank=2, omega=30.0)
+    assert sorted(summary.changed) == ["linear1", "linear2", "self_attn.out_proj"] and not summary.skipped
+    attn = layer.self_attn
+    assert isinstance(attn.out_proj, layer_cls)
+    out = attn(x, x, x, need_weights=False)[0]
+    torch.testing.assert_close(out, manual_attention(attn, x), rtol=1e-5, atol=1e-5)
+    y = layer(x)
+    assert not torch.allclose(y, before, atol=1e-3)
+    y.square().sum().backward()
+    assert attn.out_proj.U.grad is not None and attn.out_proj.U.grad.abs().sum() > 0
+    assert attn.out_proj.V.grad is not None and attn.out_proj.V.grad.abs().sum() > 0
+    layer.eval()
+    with torch.inference_mode():  # PyTorch's fused fast path also reads out_proj.weight
+        torch.testing.assert_close(layer(x), y.detach(), rtol=1e-5, atol=1e-5)
+
+
+def test_convert_dense_keeps_the_out_proj_class():
+    layer = encoder_layer()
+    cls = type(layer.self_attn.out_proj)
+    assert cls is not nn.Linear  # NonDynamicallyQuantizableLinear in every PyTorch since 1.8
+    old_weight = layer.self_attn.out_proj.weight.detach().clone()
+    summary = convert(layer, "dense", rank=2, target_modules=["out_proj"])
+    assert summary.changed == ["self_attn.out_proj"]
+    assert type(layer.self_attn.out_proj) is cls  # still marked for quantisation to leave it alone
+    assert not torch.equal(layer.self_attn.out_proj.weight, old_weight)  # freshly initialised
+
+
+class DoubledLinear(nn.Linear):
+    """A subclass whose forward is not x W^T + b: replacing it would change the model."""
+
+    def forward(self, x):
+        return 2 * super().forward(x)
+
+
+def test_subclasses_that_cannot_be_changed_are_skipped_and_listed():
+    model = nn.Sequential(nn.Linear(8, 8), DoubledLinear(8, 8), nn.Linear(8, 1))
+    summary = convert(model, "sine", rank=2)
+    assert summary.changed == ["0"]
+    assert set(summary.skipped) == {"1", "2"}
+    assert "DoubledLinear overrides forward" in summary.skipped["1"]
+    assert "rank 2 > min(in, out) = 1" in summary.skipped["2"]
+    assert type(model[1]) is DoubledLinear
+    text = str(summary)  # every skipped layer is named with its reason
+    assert "2 skipped: 1 (" in text and "DoubledLinear overrides forward" in text and "2 (rank 2 > min" in text
+
+
+def test_add_sine_lora_skips_multihead_attention_out_proj_with_a_reason():
+    layer = encoder_layer()
+    x = torch.randn(2, 5, 16)
+    summary = add_sine_lora(layer, rank=2, alpha=4.0)
+    assert sorted(summary.changed) == ["linear1", "linear2"]
+    assert list(summary.skipped) == ["self_attn.out_proj"]
+    assert "read its .weight directly" in summary.skipped["self_attn.out_proj"]
+    assert "self_attn.out_proj" in str(summary)
+    assert layer(x).shape == (2, 5, 16)  # the attention still runs
