@@ -206,6 +206,25 @@ def test_two_adapters_keep_their_own_omega_train_switch_save_and_reload(tiny_lla
     torch.testing.assert_close(logits(reloaded), out_high)
 
 
+def test_mixed_adapter_batch_gives_each_row_its_own_adapter(tiny_llama):
+    base = tiny_llama()
+    low = register_sine_lora(peft.LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"]), omega=5.0)
+    high = register_sine_lora(peft.LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"]), omega=80.0)
+    model = peft.get_peft_model(base, low, adapter_name="low")
+    model.add_adapter("high", high)
+    randomise_b(model)
+    model.eval()
+    with torch.no_grad():
+        mixed = model(input_ids=IDS, adapter_names=["low", "high"]).logits
+    model.set_adapter("low")
+    out_low = logits(model)
+    model.set_adapter("high")
+    out_high = logits(model)
+    torch.testing.assert_close(mixed[0], out_low[0])
+    torch.testing.assert_close(mixed[1], out_high[1])
+    assert not torch.allclose(out_low[1], out_high[1], atol=1e-3)  # the two adapters differ on that row
+
+
 def test_non_default_adapter_name_reads_config_and_weights_from_its_folder(tiny_llama, tmp_path):
     base = tiny_llama()
     reference = copy.deepcopy(base)

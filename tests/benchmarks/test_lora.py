@@ -4,6 +4,7 @@ The quick run needs Debian's ``fortunes`` and ``fortunes-de`` packages (fetched 
 cache by ``apt-get download``); those tests skip, saying why, when the packages cannot be had.
 """
 
+import copy
 import importlib.util
 import json
 import subprocess
@@ -79,6 +80,15 @@ def test_trainable_counts_are_exact_and_merged_equals_unmerged(quick_result):
         assert check["merged_max_abs_diff"] <= check["tolerance"]
         if run_["method"] == "sine":
             assert check["reloaded_max_abs_diff"] <= check["tolerance"]
+        plain = run_["plain_rank"]
+        assert len(plain["layers"]) == 7 * model_config["num_layers"]
+        assert all(1 <= layer["rank_for_energy"] <= min(layer["shape"]) for layer in plain["layers"])
+        if run_["method"] == "lora":  # a rank-r product has at most r singular values
+            assert all(layer["rank_for_energy"] <= run_["rank"] for layer in plain["layers"])
+    for row in result["summary"]:
+        if row["method"] != "full":
+            assert row["plain_rank_min"] <= row["plain_rank_median"] <= row["plain_rank_max"]
+    assert "plain rank median / max" in quick_result[1].with_suffix(".md").read_text()
 
 
 def test_merge_check_detects_a_wrong_merge(monkeypatch):
@@ -104,6 +114,24 @@ def test_merge_check_detects_a_wrong_merge(monkeypatch):
 
     monkeypatch.setattr(PeftSineLoRALinear, "merge", double_merge)
     assert lm.merge_check(model, windows, "sine", None)["merged_equals_unmerged"] is False
+
+
+def test_plain_ranks_of_lora_and_sine_lora_updates():
+    """LoRA's update has rank r; a Sine-LoRA update with large omega * B @ A needs far more."""
+    config = lm.LMConfig(hidden_size=32, intermediate_size=64, num_layers=1, num_heads=4, seq_len=16)
+    base = lm.build_lm(config, seed=0)
+    for method, omega in (("lora", 0.0), ("sine", 100.0)):
+        model = lm._peft_model(copy.deepcopy(base), method, rank=4, omega=omega)
+        with torch.no_grad():
+            for name, param in model.named_parameters():
+                if "lora_B" in name:
+                    param.normal_(std=0.5)
+        full = lm.adapter_plain_ranks(model, energy=1.0)
+        assert len(full["layers"]) == 7 and full["max"] == max(layer["rank_for_energy"] for layer in full["layers"])
+        if method == "lora":
+            assert {layer["rank_for_energy"] for layer in full["layers"]} == {4}
+        else:
+            assert lm.adapter_plain_ranks(model, energy=0.99)["median"] > 8
 
 
 def test_cookies_split_on_percent_lines():
