@@ -1,0 +1,291 @@
+"""``sine-fields nerf-mesh``: closed-form density balls through the real extraction path, the auto level's
+closed form, the frame round trip, bad input as one line and exit code 2, and a real few-iteration run."""
+
+from __future__ import annotations
+
+import copy
+import json
+import math
+import shutil
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+import torch
+import trimesh
+from nerfstudio.cameras.cameras import Cameras, CameraType
+from nerfstudio.data.dataparsers.base_dataparser import DataparserOutputs
+from nerfstudio.data.scene_box import SceneBox
+from nerfstudio.fields.base_field import Field
+from torch import nn
+
+from sine_fields import cli
+from sine_fields.data.scenes import RenderOptions, look_at, render_scene
+from sine_fields.errors import UserError
+from sine_fields.methods import nerf_mesh
+from sine_fields.methods.nerf_density import SceneFrame, auto_level, crossing_densities, density_function
+from sine_fields.methods.nerf_mesh import NerfMeshOptions, mesh_pipeline
+from sine_fields.shapes.metrics import surface_metrics
+
+
+class RampBall(Field):
+    """Density ``slope * max(0, radius - |x - centre|)`` (model frame): zero outside the ball, rising
+    linearly inwards, so every level has a closed-form sphere: radius - level / slope."""
+
+    def __init__(self, radius: float, slope: float, centre=(0.0, 0.0, 0.0)) -> None:
+        super().__init__()
+        self.radius, self.slope = radius, slope
+        self.register_buffer("centre", torch.tensor(centre, dtype=torch.float32))
+
+    def get_density(self, ray_samples):
+        distance = (ray_samples.frustums.get_positions() - self.centre).norm(dim=-1, keepdim=True)
+        return self.slope * torch.clamp(self.radius - distance, min=0.0), None
+
+    def get_outputs(self, ray_samples, density_embedding=None):
+        return {}
+
+
+def _pixel_cameras(centre: np.ndarray, count: int = 8) -> Cameras:
+    """One-pixel cameras on a sphere of radius 3 around ``centre`` (model frame): each one's only ray
+    passes through the centre."""
+    poses = []
+    for i in range(count):
+        z = 1 - 2 * (i + 0.5) / count
+        azimuth = i * math.pi * (3 - math.sqrt(5))
+        position = 3 * np.array([math.sqrt(1 - z * z) * math.cos(azimuth), math.sqrt(1 - z * z) * math.sin(azimuth), z])
+        pose = look_at(position)
+        pose[:3, 3] += centre
+        poses.append(pose[:3])
+    return Cameras(camera_to_worlds=torch.tensor(np.array(poses), dtype=torch.float32), fx=1.0, fy=1.0, cx=0.5, cy=0.5,
+                   width=1, height=1, camera_type=CameraType.PERSPECTIVE)
+
+
+def _pipeline(field: nn.Module | None, frame: SceneFrame, centre=np.zeros(3)):
+    model = nn.Module()
+    if field is not None:
+        model.field = field
+    outputs = DataparserOutputs(
+        image_filenames=[Path("unused.png")] * 8,
+        cameras=_pixel_cameras(np.asarray(centre)),
+        scene_box=SceneBox(aabb=torch.tensor([[-1.0, -1.0, -1.0], [1.0, 1.0, 1.0]])),
+        dataparser_transform=torch.tensor(frame.transform, dtype=torch.float32),
+        dataparser_scale=frame.scale,
+    )
+    return SimpleNamespace(model=model, datamanager=SimpleNamespace(train_dataparser_outputs=outputs))
+
+
+def _rotation(angle: float) -> np.ndarray:
+    c, s = math.cos(angle), math.sin(angle)
+    return np.array([[c, -s, 0.0], [s, c, 0.0], [0.0, 0.0, 1.0]])
+
+
+# A dataparser that rotates, shifts and scales (as nerfstudio's orientation/centering/auto-scale do).
+FRAME = SceneFrame(np.concatenate([_rotation(0.7), [[0.1], [-0.2], [0.05]]], axis=1), 0.8)
+IDENTITY = SceneFrame(np.eye(4)[:3], 1.0)
+
+
+def _radii(mesh_path: Path, centre: np.ndarray) -> np.ndarray:
+    mesh = trimesh.load(mesh_path, force="mesh", process=False)
+    return np.linalg.norm(mesh.vertices - centre, axis=1)
+
+
+@pytest.mark.parametrize("method", ["coarse-to-fine", "dense"])
+def test_fixed_level_gives_the_sphere_of_closed_form_radius_in_the_dataset_frame(tmp_path, method):
+    radius, slope, level = 0.6, 50.0, 10.0  # density 10 at distance 0.6 - 10/50 = 0.4 from the centre
+    pipeline = _pipeline(RampBall(radius, slope), FRAME)
+    info = mesh_pipeline(pipeline, tmp_path, NerfMeshOptions(resolution=64, method=method, level=level))
+    # The model-frame origin, in the dataset frame; model lengths are dataset lengths times the scale.
+    centre = FRAME.to_dataset(np.zeros((1, 3)))[0]
+    radii = _radii(tmp_path / "mesh.ply", centre)
+    expected = (radius - level / slope) / FRAME.scale
+    cell = 2.2 / 64 / FRAME.scale  # grid cell in dataset units (the box of side 2 is 1/1.1 of the grid)
+    assert abs(radii.mean() - expected) < 0.01 * expected
+    assert np.abs(radii - expected).max() < cell / 4
+    assert info["level"] == level and info["level_method"] == "fixed" and info["auto_level"] is None
+    saved = json.loads((tmp_path / "extraction.json").read_text())
+    assert saved["method"] == method and saved["resolution"] == 64 and saved["field_queries"] > 0
+    assert not (tmp_path / "metrics.json").exists()  # no dataset folder, so no ground truth
+
+
+def test_auto_level_is_the_density_where_opacity_reaches_one_half(tmp_path):
+    # Along a ray through the centre the optical depth at depth s inside the ball is slope s^2 / 2,
+    # so opacity 0.5 (depth ln 2) is reached at s* = sqrt(2 ln 2 / slope), where the density is slope s*.
+    radius, slope = 0.6, 50.0
+    depth = math.sqrt(2 * math.log(2) / slope)
+    pipeline = _pipeline(RampBall(radius, slope), IDENTITY)
+    info = mesh_pipeline(pipeline, tmp_path, NerfMeshOptions(resolution=128, auto_rays=16))
+    auto = info["auto_level"]
+    assert info["level_method"] == "auto" and auto["crossing_rays"] == auto["rays"] == 16
+    # The marching step holds one density, so the crossing density is exact to one step's change.
+    assert abs(info["level"] - slope * depth) <= slope * auto["step"]
+    radii = _radii(tmp_path / "mesh.ply", np.zeros(3))
+    assert abs(radii.mean() - (radius - depth)) <= auto["step"] + 1e-3
+
+
+def test_crossing_densities_closed_form_and_rays_that_never_cross():
+    step = 0.1
+    density = torch.tensor([[0.0, 1.0, 10.0, 10.0], [0.0, 1.0, 1.0, 1.0]], dtype=torch.float64)
+    # Row 0: depths 0, 0.1, 1.1 -> crosses ln 2 = 0.693 in the third step, density 10.
+    # Row 1: depths reach 0.3 < ln 2 -> never.
+    values = crossing_densities(density, step)
+    assert values[0] == 10.0 and torch.isnan(values[1])
+
+
+def test_auto_level_on_an_empty_scene_is_an_error():
+    empty = density_function(RampBall(0.0, 1.0))
+    with pytest.raises(ValueError, match="opacity 0.5"):
+        auto_level(empty, _pixel_cameras(np.zeros(3)), np.array([[-1.0] * 3, [1.0] * 3]), step=0.05, rays=4)
+
+
+def test_frame_round_trip():
+    points = np.random.default_rng(0).normal(size=(20, 3))
+    assert np.allclose(FRAME.to_dataset(FRAME.to_model(points)), points)
+
+
+def test_metrics_against_the_ground_truth_sphere_in_the_normalised_frame(tmp_path):
+    radius, slope, level = 0.6, 50.0, 10.0
+    dataset = tmp_path / "data"
+    dataset.mkdir()
+    centre = FRAME.to_dataset(np.zeros((1, 3)))[0]
+    truth = trimesh.creation.icosphere(subdivisions=5, radius=(radius - level / slope) / FRAME.scale)
+    truth.apply_translation(centre)
+    truth.export(dataset / "mesh.ply")
+    pipeline = _pipeline(RampBall(radius, slope), FRAME)
+    info = mesh_pipeline(pipeline, tmp_path / "out", NerfMeshOptions(resolution=64, level=level), dataset)
+    metrics = json.loads((tmp_path / "out" / "metrics.json").read_text())
+    assert metrics == info["metrics"]
+    # Same sphere: Chamfer-L1 is then the floor that random surface samples give even for a mesh
+    # against itself (about 0.5 / sqrt(samples per unit area)), which the ground truth shows directly.
+    normalised = trimesh.Trimesh((truth.vertices - centre) / truth.extents.max(), truth.faces)
+    floor = surface_metrics(normalised, normalised, seed=1)["chamfer_l1"]
+    assert metrics["chamfer_l1"] < 1.2 * floor
+    assert metrics["fscore"] > 0.99 and metrics["normal_consistency"] > 0.99
+    assert metrics["normalisation"]["scale"] == pytest.approx(1 / truth.extents.max(), rel=1e-6)
+
+    # A level that puts the surface elsewhere scores worse: the metrics compare, not just count.
+    worse = mesh_pipeline(pipeline, tmp_path / "off", NerfMeshOptions(resolution=64, level=11.0), dataset)["metrics"]
+    # Concentric spheres: every point is the radius difference from the other surface (normalised units).
+    shift = (11.0 - level) / slope / FRAME.scale / truth.extents.max()
+    assert worse["chamfer_l1"] == pytest.approx(shift, rel=0.1)
+
+
+# --- bad input: one line on stderr, exit code 2 ------------------------------------------------------
+
+
+def _run_cli(args: list[str], capsys) -> tuple[int, str]:
+    code = cli.main(["nerf-mesh", *args])
+    return code, capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["missing.yml"], "no such file"),
+        (["missing.yml", "--resolution", "100"], "coarse-to-fine needs resolution"),
+        (["missing.yml", "--level", "-1"], "--level must be 'auto' or a positive density"),
+        (["missing.yml", "--level", "surface"], "--level must be 'auto' or a positive density"),
+        (["missing.yml", "--auto-rays", "0"], "--auto-rays must be >= 1"),
+    ],
+)
+def test_bad_input_is_one_line_and_exit_code_2(tmp_path, capsys, monkeypatch, args, message):
+    monkeypatch.chdir(tmp_path)
+    code, err = _run_cli([*args, "--output", str(tmp_path / "out")], capsys)
+    assert code == 2 and message in err and len(err.strip().splitlines()) == 1
+
+
+def test_existing_output_needs_overwrite(tmp_path, capsys):
+    (tmp_path / "out").mkdir()
+    (tmp_path / "out" / "mesh.ply").write_text("mine")
+    (tmp_path / "config.yml").write_text("x: 1\n")
+    code, err = _run_cli([str(tmp_path / "config.yml"), "--output", str(tmp_path / "out")], capsys)
+    assert code == 2 and "--overwrite" in err and len(err.strip().splitlines()) == 1
+    assert (tmp_path / "out" / "mesh.ply").read_text() == "mine"
+
+
+def test_a_file_that_is_not_a_nerfstudio_config(tmp_path, capsys):
+    (tmp_path / "config.yml").write_text("x: 1\n")
+    code, err = _run_cli([str(tmp_path / "config.yml"), "--output", str(tmp_path / "out")], capsys)
+    assert code == 2 and "not a nerfstudio config.yml" in err and len(err.strip().splitlines()) == 1
+
+
+def test_a_model_without_a_density_field(tmp_path, capsys, monkeypatch):
+    def load(config, data):
+        return None, _pipeline(None, IDENTITY), tmp_path / "step.ckpt", None
+
+    monkeypatch.setattr(nerf_mesh, "load_pipeline", load)
+    code, err = _run_cli([str(tmp_path / "config.yml"), "--output", str(tmp_path / "out")], capsys)
+    assert code == 2 and "has no density field" in err and len(err.strip().splitlines()) == 1
+    with pytest.raises(UserError, match="no density field"):
+        mesh_pipeline(_pipeline(None, IDENTITY), tmp_path / "direct", NerfMeshOptions(resolution=64, level=1.0))
+
+
+# --- a real few-iteration ns-train run ------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def trained_run(tmp_path_factory) -> tuple[Path, Path]:
+    """``(config.yml, dataset)`` of a 20-iteration CPU sine-nerf on a rendered sphere (16 px, 6 views)."""
+    from nerfstudio.plugins.registry import discover_methods
+
+    folder = tmp_path_factory.mktemp("nerf")
+    sphere = trimesh.creation.icosphere(subdivisions=3, radius=0.8)
+    sphere.visual.vertex_colors = np.tile([220, 120, 40, 255], (len(sphere.vertices), 1))
+    sphere.export(folder / "sphere.ply")
+    data = folder / "data"
+    render_scene(str(folder / "sphere.ply"), data, RenderOptions(views=6, resolution=16, eval_every=3, up="z"))
+    methods, _ = discover_methods()
+    config = copy.deepcopy(methods["sine-nerf"])
+    config.pipeline.datamanager.data = data
+    config.output_dir = folder / "outputs"
+    config.machine.device_type = "cpu"
+    config.vis = "tensorboard"
+    config.max_num_iterations = 20
+    config.steps_per_save = 1000
+    config.steps_per_eval_batch = config.steps_per_eval_image = config.steps_per_eval_all_images = 1000
+    config.pipeline.datamanager.train_num_rays_per_batch = 64
+    config.pipeline.model.num_coarse_samples = config.pipeline.model.num_importance_samples = 8
+    config.set_timestamp()
+    config.save_config()
+    torch.manual_seed(0)
+    trainer = config.setup(local_rank=0, world_size=1)
+    trainer.setup()
+    for step in range(config.max_num_iterations):
+        trainer.train_iteration(step)
+    trainer.save_checkpoint(config.max_num_iterations - 1)
+    return config.get_base_dir() / "config.yml", data
+
+
+def test_nerf_mesh_on_a_real_run_moved_elsewhere(trained_run, tmp_path, capsys, monkeypatch):
+    config, data = trained_run
+    moved = tmp_path / "moved_run"
+    shutil.copytree(config.parent, moved)  # a run folder copied away still loads (checkpoints beside config.yml)
+    monkeypatch.chdir(tmp_path)
+    out = tmp_path / "mesh"
+    code = cli.main(["nerf-mesh", str(moved / "config.yml"), "--output", str(out), "--resolution", "64",
+                     "--level", "0.5", "--data", str(data)])
+    captured = capsys.readouterr()
+    assert code == 0, captured.err
+    extraction = json.loads((out / "extraction.json").read_text())
+    assert extraction["model"] == "SineNeRFModel" and extraction["density_field"] == "field_fine"
+    assert extraction["level"] == 0.5 and extraction["resolution"] == 64
+    assert extraction["checkpoint"].endswith("step-000000019.ckpt")
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert {"chamfer_l1", "chamfer_l2", "normal_consistency", "fscore"} <= set(metrics)
+    assert all(math.isfinite(metrics[k]) for k in ("chamfer_l1", "chamfer_l2", "normal_consistency", "fscore"))
+    assert "chamfer_l1" in captured.out
+
+    # The same folder again: refused without --overwrite, replaced with it.
+    again = ["nerf-mesh", str(moved / "config.yml"), "--output", str(out), "--resolution", "64", "--level", "0.5",
+             "--data", str(data)]
+    assert cli.main(again) == 2
+    assert cli.main([*again, "--overwrite"]) == 0
+
+
+def test_a_run_without_checkpoints(trained_run, tmp_path, capsys):
+    config, _ = trained_run
+    bare = tmp_path / "bare"
+    bare.mkdir()
+    shutil.copy(config, bare / "config.yml")
+    code, err = _run_cli([str(bare / "config.yml"), "--output", str(tmp_path / "out")], capsys)
+    assert code == 2 and "no checkpoint" in err and len(err.strip().splitlines()) == 1
