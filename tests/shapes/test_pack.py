@@ -1,0 +1,197 @@
+"""The packed shape file: quantiser bounds, the container round trip, the CLI contract, and a rank-1
+bunny fit that packs into a few kilobytes and unpacks to the run's own surface."""
+
+import json
+import shutil
+import struct
+
+import numpy as np
+import pytest
+import torch
+import trimesh
+
+from sine_fields import cli
+from sine_fields.shapes import run as run_module
+from sine_fields.shapes.field import FieldConfig
+from sine_fields.shapes.ground_truth import Normalisation
+from sine_fields.shapes.metrics import METRIC_KEYS, surface_metrics
+from sine_fields.shapes.pack import dequantise_rows, pack_bytes, quantise_rows, unpack_bytes
+
+# Shapes of every tensor kind of a field: U (out x k), V (k x in), the 3 -> n layer, a bias, one scalar.
+SHAPES = [(256, 1), (1, 256), (64, 4), (4, 64), (256, 3), (256,), (1,)]
+
+
+def _rows(tensor):
+    """The quantiser's rows: along the longer axis (a 1-D tensor is one row)."""
+    if tensor.dim() < 2:
+        return tensor.reshape(1, -1)
+    return tensor.t() if tensor.shape[0] > tensor.shape[1] else tensor
+
+
+@pytest.mark.parametrize("shape", SHAPES)
+def test_quantised_rows_are_within_half_a_step(shape):
+    torch.manual_seed(0)
+    # Columns of very different scales: the case per-row ranges are for.
+    tensor = torch.randn(shape) * torch.logspace(-3, 0, shape[-1])
+    codes, affine = quantise_rows(tensor)
+    rows = _rows(tensor)
+    assert codes.dtype == torch.uint8 and codes.shape == rows.shape and affine.shape == (min(rows.shape), 2)
+    back = dequantise_rows(codes, affine, shape)
+    assert back.shape == tensor.shape
+    back_rows, step = _rows(back), affine[:, 1:]
+    # Each entry is off by at most half its row's step (plus float32 rounding of offset + step * code).
+    assert ((rows - back_rows).abs() <= step / 2 + 1e-6).all()
+    # Every row's minimum is its offset, exactly, and its maximum is code 255.
+    assert torch.equal(back_rows.amin(1), rows.amin(1)) and (codes.amax(1) == 255).all() or shape == (1,)
+
+
+def test_a_constant_row_comes_back_exactly():
+    codes, affine = quantise_rows(torch.full((1, 8), 0.25))
+    assert torch.equal(dequantise_rows(codes, affine, (1, 8)), torch.full((1, 8), 0.25))
+
+
+@pytest.mark.parametrize("config", [FieldConfig(rank=1, width=64), FieldConfig(linear="lowrank", rank=4, width=32, target="sdf"),
+                                    FieldConfig(linear="dense", width=16, fourier_frequencies=2)])
+def test_container_round_trip(config):
+    torch.manual_seed(0)
+    field = config.build()
+    normalisation = Normalisation((1.0, -2.0, 0.5), 0.25)
+    state = field.state_dict()
+    half = unpack_bytes(pack_bytes(config, state, normalisation, 16))
+    assert half.normalisation == normalisation and half.field.config.to_dict() == config.to_dict() and half.bits == 16
+    for name, value in half.field.state_dict().items():
+        # float16: relative rounding error at most 2^-11 (and all values here are normal float16s).
+        assert torch.allclose(value, state[name], rtol=2**-11, atol=1e-7), name
+    eight = unpack_bytes(pack_bytes(config, state, normalisation, 8))
+    for name, value in eight.field.state_dict().items():
+        _, affine = quantise_rows(state[name])
+        assert (value - state[name]).abs().max() <= affine[:, 1].max() / 2 + 1e-6, name
+    assert eight.field.num_parameters() == field.num_parameters()
+
+
+def test_pack_rejects_other_bit_widths():
+    config = FieldConfig(rank=1, width=16)
+    with pytest.raises(Exception, match="--bits must be one of 16, 8"):
+        pack_bytes(config, config.build().state_dict(), Normalisation((0.0, 0.0, 0.0), 1.0), 4)
+
+
+def _valid_file(tmp_path):
+    config = FieldConfig(rank=1, width=16)
+    path = tmp_path / "ok.sfz"
+    path.write_bytes(pack_bytes(config, config.build().state_dict(), Normalisation((0.0, 0.0, 0.0), 1.0), 16))
+    return path
+
+
+def _corruptions(tmp_path):
+    good = _valid_file(tmp_path).read_bytes()
+    (length,) = struct.unpack("<Q", good[:8])
+    from safetensors.torch import save
+
+    cases = {
+        "missing.sfz": None,
+        "empty.sfz": b"",
+        "text.sfz": b"this is not a packed shape at all",
+        "truncated.sfz": good[: len(good) // 2],
+        "no-metadata.sfz": save({"values": torch.zeros(3, dtype=torch.float16)}),
+        "short-values.sfz": good[: 8 + length] + good[8 + length : -2],
+        "garbled-header.sfz": good[:8] + b"{" * length + good[8 + length :],
+    }
+    paths = {}
+    for name, data in cases.items():
+        paths[name] = tmp_path / name
+        if data is not None:
+            paths[name].write_bytes(data)
+    return paths
+
+
+def test_unpack_of_a_missing_or_corrupt_file_is_one_line_and_exit_code_2(tmp_path, capsys):
+    for name, path in _corruptions(tmp_path).items():
+        assert cli.main(["unpack", str(path), "--output", str(tmp_path / "m.ply"), "--resolution", "32"]) == 2, name
+        err = capsys.readouterr().err.strip()
+        assert err.startswith("error:") and len(err.splitlines()) == 1 and str(path) in err, (name, err)
+        assert not (tmp_path / "m.ply").exists()
+
+
+def test_unpack_refuses_an_unknown_mesh_format_and_an_existing_output(tmp_path, capsys):
+    packed = _valid_file(tmp_path)
+    assert cli.main(["unpack", str(packed), "--output", str(tmp_path / "m.xyz")]) == 2
+    assert "unsupported mesh format" in capsys.readouterr().err
+    (tmp_path / "m.ply").write_text("mine")
+    assert cli.main(["unpack", str(packed), "--output", str(tmp_path / "m.ply"), "--resolution", "32"]) == 2
+    assert "--overwrite" in capsys.readouterr().err and (tmp_path / "m.ply").read_text() == "mine"
+
+
+# ----- a real fit: the rank-1 bunny ---------------------------------------------------------------
+BUNNY_FIT = ["--rank", "1", "--steps", "200", "--batch-size", "4096", "--samples", "100000", "--resolution", "128",
+             "--device", "cpu"]
+
+
+@pytest.fixture(scope="module")
+def bunny_run(tmp_path_factory):
+    if shutil.which("npm") is None:
+        pytest.skip("npm is not installed: the bunny recipe uses `npm pack`")
+    with pytest.MonkeyPatch.context() as patch:
+        # Scoring with 100k points per set is the metrics' job; 20k keep this test quick.
+        patch.setattr(run_module, "IOU_POINTS", 20_000)
+        patch.setattr(run_module, "SCORE_SURFACE_SAMPLES", 20_000)
+        torch.set_num_threads(max(torch.get_num_threads(), 1))
+        root = tmp_path_factory.mktemp("pack")
+        run = root / "bunny-k1"
+        assert cli.main(["fit", "--mesh", "bunny", "--output", str(run), *BUNNY_FIT]) == 0
+        yield root, run
+
+
+def _chamfer_to_run(run, mesh_path):
+    """Chamfer-L1 between a mesh file and the run's own mesh.ply, in the run's normalised frame."""
+    normalisation = Normalisation.from_dict(json.loads((run / "config.json").read_text())["normalisation"])
+
+    def load(path):
+        mesh = trimesh.load(path, force="mesh", process=False)
+        return trimesh.Trimesh(normalisation.apply(mesh.vertices), mesh.faces, process=False)
+
+    return surface_metrics(load(mesh_path), load(run / "mesh.ply"), samples=50_000)["chamfer_l1"]
+
+
+@pytest.mark.slow
+def test_rank1_bunny_packs_small_and_unpacks_to_the_runs_surface(bunny_run, capsys):
+    root, run = bunny_run
+    sizes = {}
+    for bits in (16, 8):
+        packed = root / f"bunny{bits}.sfz"
+        assert cli.main(["pack", str(run), "--output", str(packed), "--bits", str(bits), "--device", "cpu"]) == 0
+        sizes[bits] = packed.stat().st_size
+        # The exact byte count is printed.
+        assert f"{sizes[bits]} bytes" in capsys.readouterr().out
+        mesh = root / f"bunny{bits}.ply"
+        assert cli.main(["unpack", str(packed), "--output", str(mesh), "--resolution", "128", "--device", "cpu"]) == 0
+        chamfer = _chamfer_to_run(run, mesh)
+        assert chamfer <= {16: 0.002, 8: 0.005}[bits], (bits, chamfer)
+    assert sizes[16] <= 8 * 1024
+    assert sizes[8] <= 0.65 * sizes[16], sizes
+    # Written once; a second pack to the same file needs --overwrite.
+    assert cli.main(["pack", str(run), "--output", str(root / "bunny16.sfz")]) == 2
+    assert "--overwrite" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_eval_of_a_packed_file_scores_what_unpacks(bunny_run, capsys):
+    root, run = bunny_run
+    packed = root / "eval16.sfz"
+    assert cli.main(["pack", str(run), "--output", str(packed)]) == 0
+    capsys.readouterr()
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(run_module, "IOU_POINTS", 20_000)
+        patch.setattr(run_module, "SCORE_SURFACE_SAMPLES", 20_000)
+        from sine_fields.shapes.pack import load_packed
+        from sine_fields.shapes.pack_commands import score_packed
+
+        metrics = score_packed(load_packed(packed), "bunny", resolution=128)
+        assert cli.main(["eval", str(packed), "--mesh", "bunny", "--resolution", "128", "--device", "cpu"]) == 0
+    assert tuple(metrics) == METRIC_KEYS
+    run_metrics = json.loads((run / "metrics.json").read_text())
+    # float16 weights: the same shape as the run, measured the same way.
+    assert abs(metrics["iou"] - run_metrics["iou"]) < 0.01 and abs(metrics["chamfer_l1"] - run_metrics["chamfer_l1"]) < 0.002
+    assert f"iou {metrics['iou']:.4g}" in capsys.readouterr().out
+    # Without the ground truth: one line, exit code 2.
+    assert cli.main(["eval", str(packed)]) == 2
+    assert "--mesh" in capsys.readouterr().err
