@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator, Literal
 
@@ -13,9 +14,11 @@ import torch
 from torch import nn
 
 from sine_fields.convert import ConversionSummary, convert, count_parameters
+from sine_fields.layers import DEFAULT_OMEGA
 
 __all__ = [
     "Factorise",
+    "FactorisedMLPOptions",
     "allow_checkpoint_globals",
     "alexnet_weights_path",
     "factorise_mlps",
@@ -26,6 +29,20 @@ __all__ = [
 Factorise = Literal["all", "hidden"]
 """Which layers of each field MLP become low-rank: every one where the rank fits (about 5 % of the
 dense NeRF field at rank 5, the paper's NeRF budget), or only the square hidden width x width ones."""
+
+
+@dataclass
+class FactorisedMLPOptions:
+    """The layer options every model of this package shares (one definition; model configs inherit it)."""
+
+    linear: Literal["dense", "lowrank", "sine"] = "sine"
+    """Layer kind of the field MLPs: sine low-rank, plain low-rank, or dense (the stock model)."""
+    rank: int = 5
+    """Rank k of the factorised layers (the paper's NeRF experiment: k = 5)."""
+    omega: float = DEFAULT_OMEGA
+    """Sine frequency (sine only): larger gives a higher-rank weight and a rougher optimisation."""
+    factorise: Factorise = "all"
+    """Which MLP layers are factorised: all where the rank fits, or only the square width x width ones."""
 
 
 def factorise_mlps(

@@ -9,7 +9,7 @@ other method keeps working.
 
 from __future__ import annotations
 
-__all__ = ["lowrank_nerf", "sine_nerf", "sine_nerfacto"]
+__all__ = ["lowrank_nerf", "lowrank_nerf_lite", "sine_nerf", "sine_nerf_lite", "sine_nerfacto"]
 
 
 class Unavailable:
@@ -37,6 +37,18 @@ def _spec(name: str):
                 config=derive(base, "lowrank-nerf", linear="lowrank"),
                 description="vanilla NeRF with plain low-rank field MLPs (the sine-nerf baseline)",
             )
+        if name in ("sine-nerf-lite", "lowrank-nerf-lite"):
+            from sine_fields.methods.sine_nerf import derive, nerf_lite_trainer_config
+
+            base = nerf_lite_trainer_config()
+            if name == "sine-nerf-lite":
+                return MethodSpecification(
+                    config=base, description="sine-nerf, a recipe that converges on a CPU in minutes (small object scenes)"
+                )
+            return MethodSpecification(
+                config=derive(base, "lowrank-nerf-lite", linear="lowrank"),
+                description="lowrank-nerf with the sine-nerf-lite recipe (its plain low-rank baseline)",
+            )
         from sine_fields.methods.sine_nerfacto import nerfacto_trainer_config
 
         return MethodSpecification(
@@ -49,3 +61,5 @@ def _spec(name: str):
 sine_nerf = _spec("sine-nerf")
 lowrank_nerf = _spec("lowrank-nerf")
 sine_nerfacto = _spec("sine-nerfacto")
+sine_nerf_lite = _spec("sine-nerf-lite")
+lowrank_nerf_lite = _spec("lowrank-nerf-lite")

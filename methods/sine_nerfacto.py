@@ -29,9 +29,8 @@ from nerfstudio.utils.rich_utils import CONSOLE
 from torch import nn
 
 from sine_fields.convert import count_parameters
-from sine_fields.layers import DEFAULT_OMEGA
 from sine_fields.methods.common import (
-    Factorise,
+    FactorisedMLPOptions,
     allow_checkpoint_globals,
     describe,
     drop_missing_lpips,
@@ -46,18 +45,13 @@ NERFACTO_MLPS = ["mlp_base.model.1", "mlp_head"]
 
 
 @dataclass
-class SineNerfactoModelConfig(NerfactoModelConfig):
-    """Nerfacto whose field MLPs use dense, low-rank or sine low-rank layers."""
+class SineNerfactoModelConfig(NerfactoModelConfig, FactorisedMLPOptions):
+    """Nerfacto whose field MLPs use dense, low-rank or sine low-rank layers (``linear``, ``rank``,
+    ``omega``, ``factorise``: ``FactorisedMLPOptions``)."""
 
     _target: Type = field(default_factory=lambda: SineNerfactoModel)
-    linear: Literal["dense", "lowrank", "sine"] = "sine"
-    """Layer kind of the field MLPs."""
     rank: int = 4
     """Rank k of the factorised layers (the MLPs are 64 wide)."""
-    omega: float = DEFAULT_OMEGA
-    """Sine frequency (sine only)."""
-    factorise: Factorise = "all"
-    """Which MLP layers are factorised: all where the rank fits, or only the square 64 x 64 ones."""
     background_color: Literal["random", "last_sample", "black", "white"] = "white"
     """White matches `sine-fields data scene`'s RGBA images; use last_sample for unbounded real captures."""
 

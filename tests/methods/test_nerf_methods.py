@@ -26,8 +26,8 @@ from sine_fields.methods.common import alexnet_weights_path, factorise_mlps
 OURS = sorted(ep.name for ep in entry_points(group="nerfstudio.method_configs") if ep.value.startswith("sine_fields."))
 
 
-def test_entry_points_register_the_three_methods():
-    assert OURS == ["lowrank-nerf", "sine-nerf", "sine-nerfacto"]
+def test_entry_points_register_the_five_methods():
+    assert OURS == ["lowrank-nerf", "lowrank-nerf-lite", "sine-nerf", "sine-nerf-lite", "sine-nerfacto"]
     methods, descriptions = discover_methods()
     for name in OURS:
         config = methods[name]
@@ -38,12 +38,94 @@ def test_entry_points_register_the_three_methods():
         assert config.machine.device_type in ("cuda", "cpu", "mps")
 
 
-def test_variants_differ_only_in_their_layers():
+@pytest.mark.parametrize("sine_name, lowrank_name", [("sine-nerf", "lowrank-nerf"), ("sine-nerf-lite", "lowrank-nerf-lite")])
+def test_variants_differ_only_in_their_layers(sine_name, lowrank_name):
     methods, _ = discover_methods()
-    sine, lowrank = methods["sine-nerf"].pipeline.model, methods["lowrank-nerf"].pipeline.model
-    assert (sine.linear, lowrank.linear) == ("sine", "lowrank")
-    different = {k for k in vars(sine) if getattr(sine, k) != getattr(lowrank, k)}
+    sine, lowrank = methods[sine_name], methods[lowrank_name]
+    assert (sine.pipeline.model.linear, lowrank.pipeline.model.linear) == ("sine", "lowrank")
+    different = {k for k in vars(sine.pipeline.model) if getattr(sine.pipeline.model, k) != getattr(lowrank.pipeline.model, k)}
     assert different == {"linear"}
+    # the whole recipe (rays, optimiser, schedule, iterations) is shared too
+    assert sine.pipeline.datamanager == lowrank.pipeline.datamanager
+    assert sine.optimizers == lowrank.optimizers and sine.max_num_iterations == lowrank.max_num_iterations
+
+
+def test_nerf_and_nerfacto_share_one_definition_of_the_layer_options():
+    from dataclasses import fields
+
+    from sine_fields.methods.common import FactorisedMLPOptions
+    from sine_fields.methods.sine_nerf import SineNeRFModelConfig
+    from sine_fields.methods.sine_nerfacto import SineNerfactoModelConfig
+
+    shared = {f.name for f in fields(FactorisedMLPOptions)}
+    assert shared == {"linear", "rank", "omega", "factorise"}
+    for config in (SineNeRFModelConfig, SineNerfactoModelConfig):
+        assert issubclass(config, FactorisedMLPOptions) and shared <= {f.name for f in fields(config)}
+    # the only per-model difference: nerfacto's MLPs are 64 wide, so its default rank is 4
+    assert (SineNeRFModelConfig().rank, SineNerfactoModelConfig().rank) == (5, 4)
+
+
+def _build_model(config):
+    from nerfstudio.data.scene_box import SceneBox
+
+    box = SceneBox(aabb=torch.tensor([[-1.0, -1.0, -1.0], [1.0, 1.0, 1.0]]))
+    return config.pipeline.model.setup(scene_box=box, num_train_data=4, metadata={})
+
+
+# The factorised layers per field (coarse and fine alike) that docs/radiance-fields.md states: vanilla
+# NeRF's 8 base + 2 head MLP layers, the lite field's 4 base + 1 head.
+LAYERS_PER_FIELD = {"sine-nerf": 10, "lowrank-nerf": 10, "sine-nerf-lite": 5, "lowrank-nerf-lite": 5}
+
+
+@pytest.mark.parametrize("name", sorted(LAYERS_PER_FIELD))
+def test_registered_models_hold_the_stated_factorised_layers(name):
+    from sine_fields.layers import LowRankLinear, SineLowRankLinear
+
+    methods, _ = discover_methods()
+    model = _build_model(methods[name])
+    kind, other = (SineLowRankLinear, LowRankLinear) if name.startswith("sine") else (LowRankLinear, SineLowRankLinear)
+    for field_name in ("field_coarse", "field_fine"):
+        field = getattr(model, field_name)
+        assert sum(isinstance(m, kind) for m in field.modules()) == LAYERS_PER_FIELD[name]
+        assert not any(isinstance(m, other) for m in field.modules())
+        # only the 1-output density and 3-output RGB heads stay dense
+        dense = [m for m in field.modules() if type(m) is torch.nn.Linear]
+        assert sorted(m.out_features for m in dense) == [1, 3]
+
+
+def test_lite_recipe_is_about_five_percent_of_its_dense_twin():
+    methods, _ = discover_methods()
+    config = copy.deepcopy(methods["sine-nerf-lite"])
+    sine = sum(p.numel() for p in _build_model(config).field_fine.parameters())
+    config.pipeline.model.linear = "dense"
+    dense = sum(p.numel() for p in _build_model(config).field_fine.parameters())
+    assert 0.04 <= sine / dense <= 0.065, (sine, dense)
+
+
+def test_lite_density_is_a_shifted_softplus_and_samples_stay_in_the_scene_box():
+    from nerfstudio.cameras.rays import RayBundle
+    from nerfstudio.field_components.field_heads import FieldHeadNames
+    from nerfstudio.model_components.scene_colliders import AABBBoxCollider
+
+    methods, _ = discover_methods()
+    model = _build_model(methods["sine-nerf-lite"])
+    activation = model.field_fine.field_output_density.activation
+    raw = torch.tensor([-2.0, 0.0, 1.0, 3.0])
+    # softplus(raw - 1) = log(1 + e^(raw - 1)), mip-NeRF's density
+    assert torch.allclose(activation(raw), torch.log1p(torch.exp(raw - 1.0)))
+    assert isinstance(model.collider, AABBBoxCollider)
+    # a ray along the x axis from x = 4 enters the box [-1, 1]^3 at t = 3 and leaves at t = 5
+    bundle = RayBundle(
+        origins=torch.tensor([[4.0, 0.0, 0.0]]), directions=torch.tensor([[-1.0, 0.0, 0.0]]),
+        pixel_area=torch.ones(1, 1), camera_indices=torch.zeros(1, 1, dtype=torch.long),
+    )
+    bundle = model.collider(bundle)
+    assert torch.allclose(bundle.nears, torch.tensor([[3.0]]), atol=1e-4)
+    assert torch.allclose(bundle.fars, torch.tensor([[5.0]]), atol=1e-4)
+    samples = model.sampler_uniform(bundle)
+    starts = samples.frustums.starts.flatten()
+    assert starts.min() >= 3.0 - 1e-4 and samples.frustums.ends.max() <= 5.0 + 1e-4
+    assert FieldHeadNames.DENSITY in model.field_fine.forward(samples)
 
 
 def test_a_broken_method_does_not_break_ns_train(monkeypatch):
