@@ -2,10 +2,14 @@
 
 Both work on a grid of ``resolution + 1`` points per axis spanning the padded box, so their meshes
 are directly comparable, and both count the field queries they make. Coarse-to-fine follows
-Occupancy Networks' MISE: evaluate a coarse grid, then repeatedly halve the cell size, evaluating the
-field only at new points inside cells where the level is crossed (plus a one-cell margin); every other
-new point takes the trilinear value of its coarse cell, which lies on the same side of the level.
-A thin feature that falls entirely inside one coarse cell can be missed, as in MISE.
+Occupancy Networks' MISE: evaluate a coarse grid, then repeatedly halve the cell size. At every level
+each grid value is either known (the field was queried there) or interpolated (trilinear from the
+coarser level). Active cells are those whose corners cross the level, grown by one cell in all 26
+directions; every corner of an active cell that is only interpolated is queried, which can reveal
+new crossings and so new active cells, until all corners of all active cells are known. Then the
+next level. A cell that is not active has all its corners on one side of the level, so marching
+cubes makes triangles only from queried values. A thin feature that falls entirely between the
+coarse grid points can still be missed, as in MISE.
 """
 
 from __future__ import annotations
@@ -15,7 +19,6 @@ from dataclasses import dataclass
 from typing import Callable, Literal
 
 import numpy as np
-from scipy import ndimage
 
 from sine_fields.shapes.ground_truth import BOX_HALF
 
@@ -102,11 +105,90 @@ def check_resolution(resolution: int, method: str, initial_resolution: int = 32)
 
 
 def _crossing_cells(values: np.ndarray, level: float) -> np.ndarray:
-    """``(N+1)^3`` point values -> ``N^3`` bool: cells whose 8 corners are not all on one side."""
+    """``(a+1, b+1, c+1)`` point values -> ``(a, b, c)`` bool: cells whose 8 corners are not all on one side."""
     inside = values > level
-    corners = [inside[i : i + inside.shape[0] - 1, j : j + inside.shape[1] - 1, k : k + inside.shape[2] - 1]
-               for i in (0, 1) for j in (0, 1) for k in (0, 1)]
-    return np.logical_or.reduce(corners) & ~np.logical_and.reduce(corners)
+    any_inside = np.zeros(tuple(n - 1 for n in inside.shape), dtype=bool)
+    all_inside = np.ones_like(any_inside)
+    for i in (0, 1):
+        for j in (0, 1):
+            for k in (0, 1):
+                corner = inside[i : i + any_inside.shape[0], j : j + any_inside.shape[1], k : k + any_inside.shape[2]]
+                any_inside |= corner
+                all_inside &= corner
+    return any_inside & ~all_inside
+
+
+def _grow(cells: np.ndarray) -> np.ndarray:
+    """Dilate a 3D bool array by one cell with 26-connectivity (the 3x3x3 cube), one axis at a time."""
+    grown = cells.copy()
+    for axis in range(3):
+        source = grown.copy()
+        lower = [slice(None)] * 3
+        upper = [slice(None)] * 3
+        lower[axis], upper[axis] = slice(None, -1), slice(1, None)
+        grown[tuple(lower)] |= source[tuple(upper)]
+        grown[tuple(upper)] |= source[tuple(lower)]
+    return grown
+
+
+def _corners(cells: np.ndarray) -> np.ndarray:
+    """``(a, b, c)`` bool cells -> ``(a+1, b+1, c+1)`` bool: the grid points that are a corner of one of them."""
+    points = np.zeros(tuple(n + 1 for n in cells.shape), dtype=bool)
+    a, b, c = cells.shape
+    for i in (0, 1):
+        for j in (0, 1):
+            for k in (0, 1):
+                points[i : i + a, j : j + b, k : k + c] |= cells
+    return points
+
+
+def _upsample(values: np.ndarray) -> np.ndarray:
+    """``(n+1)^3 -> (2n+1)^3`` trilinear with aligned corners: exact at old points, midpoints between."""
+    for axis in range(3):
+        shape = list(values.shape)
+        shape[axis] = 2 * shape[axis] - 1
+        fine = np.empty(shape, dtype=values.dtype)
+        even = [slice(None)] * 3
+        odd = [slice(None)] * 3
+        even[axis], odd[axis] = slice(None, None, 2), slice(1, None, 2)
+        head = [slice(None)] * 3
+        tail = [slice(None)] * 3
+        head[axis], tail[axis] = slice(None, -1), slice(1, None)
+        fine[tuple(even)] = values
+        fine[tuple(odd)] = 0.5 * (values[tuple(head)] + values[tuple(tail)])
+        values = fine
+    return values
+
+
+# Newly queried points change the crossing state only of cells that have them as a corner, and the
+# active state one cell further; their new corners lie within 2 points of a queried point. A box 3
+# points wider than the queried points on every side therefore holds every change of one pass.
+_BOX_MARGIN = 3
+
+
+def _query_active_corners(
+    field: FieldFn, values: np.ndarray, known: np.ndarray, resolution: int, level: float, chunk: int
+) -> int:
+    """Query every unknown corner of every active cell, repeatedly, until none is left; returns the count.
+
+    ``values`` and ``known`` (both ``(resolution + 1)^3``) are updated in place.
+    """
+    queries = 0
+    lower = np.zeros(3, dtype=np.int64)
+    upper = np.array(values.shape, dtype=np.int64)  # exclusive
+    while True:
+        box = tuple(slice(lo, hi) for lo, hi in zip(lower, upper))
+        active = _grow(_crossing_cells(values[box], level))
+        missing = _corners(active) & ~known[box]
+        new = np.argwhere(missing)
+        if len(new) == 0:
+            return queries
+        new += lower
+        values[tuple(new.T)] = _evaluate_indices(field, new, resolution, chunk)
+        known[tuple(new.T)] = True
+        queries += len(new)
+        lower = np.maximum(new.min(axis=0) - _BOX_MARGIN, 0)
+        upper = np.minimum(new.max(axis=0) + _BOX_MARGIN + 1, values.shape)
 
 
 def extract_coarse_to_fine(
@@ -122,29 +204,18 @@ def extract_coarse_to_fine(
     res = initial_resolution
     index = np.stack(np.meshgrid(*(np.arange(res + 1),) * 3, indexing="ij"), axis=-1).reshape(-1, 3)
     values = _evaluate_indices(field, index, res, chunk).reshape((res + 1,) * 3)
+    known = np.ones(values.shape, dtype=bool)
     queries = len(index)
+    levels = int(np.log2(resolution // initial_resolution))
     while res < resolution:
-        # Cells to refine: those crossing the level, grown by one cell so a surface that just
-        # leaves a crossing cell is still resolved at the finer level.
-        active = ndimage.binary_dilation(_crossing_cells(values, level), iterations=1)
-        fine_res = res * 2
-        # Trilinear upsampling with aligned corners: exact at old points, interpolated between.
-        fine = ndimage.zoom(values, (fine_res + 1) / (res + 1), order=1, grid_mode=False)
-        # Fine points touched by an active coarse cell: each coarse cell spans 3 fine points per axis.
-        fine_cells = np.repeat(np.repeat(np.repeat(active, 2, 0), 2, 1), 2, 2)
-        touched = np.zeros((fine_res + 1,) * 3, dtype=bool)
-        for i in (0, 1):
-            for j in (0, 1):
-                for k in (0, 1):
-                    touched[i : i + fine_res, j : j + fine_res, k : k + fine_res] |= fine_cells
-        touched[::2, ::2, ::2] = False  # old grid points are known already
-        new = np.argwhere(touched)
-        if len(new):
-            fine[touched] = _evaluate_indices(field, new, fine_res, chunk)
-        queries += len(new)
-        values, res = fine, fine_res
+        res *= 2
+        values = _upsample(values)
+        fine_known = np.zeros(values.shape, dtype=bool)
+        fine_known[::2, ::2, ::2] = known  # the old points keep what they were: queried or interpolated
+        known = fine_known
+        queries += _query_active_corners(field, values, known, res, level, chunk)
         if progress is not None:
-            progress(int(np.log2(res // initial_resolution)), int(np.log2(resolution // initial_resolution)))
+            progress(int(np.log2(res // initial_resolution)), levels)
     vertices, faces = _mesh_from_grid(values, resolution, level)
     return Extraction(vertices, faces, resolution, "coarse-to-fine", level, queries, time.perf_counter() - start)
 
