@@ -3,7 +3,8 @@
     .venv/bin/python benchmarks/shapes.py            # full run, writes benchmarks/results/shapes.json
     .venv/bin/python benchmarks/shapes.py --quick    # tiny budget, for a smoke test (separate JSON)
 
-Sections, in order (each fit is a run folder under runs/bench-shapes/, reused when already finished):
+Sections, in order (each fit is a run folder under runs/bench-shapes/, reused when it finished with
+the same configuration and extraction, fitted again when either differs):
 - omega: sine low-rank at rank 1 on the bunny for each omega in OMEGAS (the sweep behind the default);
 - ranks: on the bunny at ranks 1, 2, 4, 8, 16 and on three CGAL meshes at ranks 1, 4, 16: dense once,
   plain low-rank and sine low-rank at each rank;
@@ -25,6 +26,7 @@ from __future__ import annotations
 import argparse
 import json
 import platform
+import shutil
 import sys
 import time
 from dataclasses import replace
@@ -32,7 +34,8 @@ from pathlib import Path
 
 import torch
 
-from sine_fields.demo import DEMO_RESOLUTION, DEMO_TRAIN, demo_field
+from sine_fields.demo import DEMO_RESOLUTION, DEMO_TRAIN, demo_fit
+from sine_fields.errors import UserError
 from sine_fields.io import atomic_write_json
 from sine_fields.shapes.field import SHAPE_OMEGA_RANK1, shape_omega
 
@@ -52,16 +55,16 @@ METRICS = ("iou", "iou_near_surface", "chamfer_l1", "chamfer_l2", "normal_consis
 
 
 def run_fit(mesh: str, linear: str, rank: int, omega: float | None, train, quick: bool) -> dict:
-    from sine_fields.shapes.run import RunPaths, fit_run
+    from sine_fields.shapes.run import ShapeRun
 
     label = "dense" if linear == "dense" else f"{linear}-k{rank}" + (f"-w{omega:g}" if linear == "sine" else "")
     folder = RUNS / ("quick" if quick else "full") / mesh.replace(":", "-") / label
-    paths = RunPaths(folder)
-    if paths.metrics.exists():
-        metrics = json.loads(paths.metrics.read_text())
-    else:
-        metrics = fit_run(mesh, folder, demo_field(linear, rank, omega), train,
-                          resolution=32 if quick else DEMO_RESOLUTION, device="cpu", progress=False)
+    config = demo_fit(mesh, linear, rank, omega, train)
+    config.extract.resolution = 32 if quick else DEMO_RESOLUTION
+    run = reusable_run(folder, config)
+    if run is None:
+        run = ShapeRun.fit(folder, config, device="cpu", progress=False)
+    metrics = run.metrics
     row = {"mesh": mesh, "linear": linear, "rank": None if linear == "dense" else rank,
            "omega": omega if linear == "sine" else None, "run": str(folder.relative_to(ROOT))}
     row |= {k: metrics[k] for k in METRICS} | {"fit_seconds": metrics["timings"]["fit_seconds"]}
@@ -70,22 +73,41 @@ def run_fit(mesh: str, linear: str, rank: int, omega: float | None, train, quick
     return row
 
 
+def reusable_run(folder: Path, config):
+    """The finished run in ``folder`` when it is this fit with this extraction; otherwise None, after
+    removing a finished or partial run of another configuration (this benchmark's own folder)."""
+    from sine_fields.shapes.run import ShapeRun
+
+    if not (folder / "config.json").exists():
+        return None
+    try:
+        run = ShapeRun.open(folder)
+        same = run.fit_config.same_fit(config) and run.fit_config.extract == config.extract
+        if same and run.paths.metrics.exists():
+            return run
+        if same:
+            return None  # the same fit, interrupted: ShapeRun.fit resumes it
+    except UserError:
+        pass  # unreadable or from another version: fitted again
+    print(f"  {folder.relative_to(ROOT)} holds another configuration: fitting it again", flush=True)
+    shutil.rmtree(folder)
+    return None
+
+
 def extraction_section(train, quick: bool) -> dict:
+    import trimesh
+
     from sine_fields.shapes.extract import extract
-    from sine_fields.shapes.fit import load_field
-    from sine_fields.shapes.field import FieldConfig
     from sine_fields.shapes.metrics import surface_metrics
-    from sine_fields.shapes.run import load_ground_truth, open_run
+    from sine_fields.shapes.run import ShapeRun, load_ground_truth
 
     resolution = 64 if quick else EXTRACT_RESOLUTION
-    run = open_run(RUNS / ("quick" if quick else "full") / "bunny" / "dense")
-    field = load_field(FieldConfig.from_dict(run.config["field"]), run.paths.checkpoint, torch.device("cpu"))
+    run = ShapeRun.open(RUNS / ("quick" if quick else "full") / "bunny" / "dense")
+    field = run.load_field("cpu")
     gt = load_ground_truth("bunny")
-    out = {"run": str(run.paths.root.relative_to(ROOT)), "resolution": resolution}
+    out = {"run": str(run.root.relative_to(ROOT)), "resolution": resolution}
     for method in ("dense", "coarse-to-fine"):
-        result = extract(field.evaluate, resolution, method)
-        import trimesh
-
+        result = extract(field.inside_values, resolution, method, level=field.config.inside_sign * field.config.raw_level())
         mesh = trimesh.Trimesh(result.vertices, result.faces, process=False)
         out[method] = {"field_queries": result.field_queries, "seconds": round(result.seconds, 2),
                        "chamfer_l1": surface_metrics(mesh, gt.mesh)["chamfer_l1"], "faces": len(result.faces)}

@@ -14,13 +14,17 @@ from sine_fields.errors import UserError
 # name -> (module, function, one-line help). Nested groups use a space: "data get".
 COMMANDS: dict[str, tuple[str, str, str]] = {
     "demo": ("sine_fields.demo", "main", "run the default demo and write its report"),
-    "fit": ("sine_fields.shapes.commands", "fit", "fit a neural field to a mesh, extract and score it"),
-    "extract": ("sine_fields.shapes.commands", "extract", "re-extract the mesh of a finished shape run"),
-    "eval": ("sine_fields.shapes.commands", "evaluate", "re-score a shape run (writes metrics.json)"),
-    "compare": ("sine_fields.shapes.commands", "compare", "markdown table of shape runs side by side"),
+    "fit": ("sine_fields.shapes.commands", "Fit", "fit a neural field to a mesh, extract and score it"),
+    "extract": ("sine_fields.shapes.commands", "Extract", "re-extract the mesh of a finished shape run"),
+    "eval": ("sine_fields.shapes.commands", "Score", "re-score a shape run (writes metrics.json)"),
+    "compare": ("sine_fields.shapes.commands", "Compare", "markdown table of shape runs side by side"),
+    "pack": ("sine_fields.shapes.pack_commands", "Pack", "pack a finished shape run into one small file (16 or 8 bits)"),
+    "unpack": ("sine_fields.shapes.pack_commands", "Unpack", "extract the mesh of a packed shape file"),
+    "fit-many": ("sine_fields.shapes.pack_commands", "FitMany", "fit one shape per mesh as Ray tasks, resumable, with a summary table"),
     "data list": ("sine_fields.shapes.commands", "data_list", "list named mesh sources and the cache folder"),
     "data get": ("sine_fields.shapes.commands", "data_get", "fetch a named mesh into the cache"),
     "data scene": ("sine_fields.data.scenes", "main", "render the Duck or any coloured/textured mesh into a nerfstudio dataset"),
+    "nerf-mesh": ("sine_fields.methods.nerf_mesh", "main", "marching cubes on a trained NeRF's density, scored against the ground truth"),
     "view": ("sine_fields.viewer.app", "main", "serve a web page (viser) that shows shape fits beside their ground truth"),
 }
 
@@ -55,9 +59,12 @@ def main(argv: list[str] | None = None) -> int:
     module_name, function_name, help_ = COMMANDS[name]
     import tyro  # imported here: plain `sine-fields --help` should not pay for it
 
-    function = getattr(importlib.import_module(module_name), function_name)
+    # A command is a function, or a dataclass whose main() runs it (nerfstudio's ns-export style).
+    command = getattr(importlib.import_module(module_name), function_name)
     try:
-        result = tyro.cli(function, args=rest, prog=f"sine-fields {name}", description=help_)
+        result = tyro.cli(command, args=rest, prog=f"sine-fields {name}", description=help_)
+        if isinstance(command, type) and hasattr(result, "main"):
+            result = result.main()
     except UserError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2

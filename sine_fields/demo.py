@@ -21,12 +21,18 @@ DEMO_KINDS = ("dense", "lowrank", "sine")
 
 
 def demo_field(linear: str, rank: int = 1, omega: float | None = None, target: str = "occupancy"):
-    """The demo's field config for one layer kind (everything else is ``default_mlp()``); omega
-    defaults to ``shape_omega(rank)``."""
-    from sine_fields.shapes.field import FieldConfig, default_mlp, shape_omega
+    """The demo's field config for one layer kind (everything else is ``FieldConfig``'s default, the
+    paper's network); omega defaults to ``shape_omega(rank)``."""
+    from sine_fields.shapes.field import FieldConfig
 
-    mlp = replace(default_mlp(), linear=linear, rank=rank, omega=shape_omega(rank) if omega is None else omega)
-    return FieldConfig(target=target, mlp=mlp)
+    return FieldConfig(target=target, linear=linear, rank=rank, omega=omega)
+
+
+def demo_fit(mesh: str, linear: str, rank: int = 1, omega: float | None = None, train: TrainConfig = DEMO_TRAIN):
+    """The demo's ``FitConfig`` for one layer kind: ``demo_field``, ``DEMO_TRAIN``, ``DEMO_RESOLUTION``."""
+    from sine_fields.shapes.config import ExtractConfig, FitConfig
+
+    return FitConfig(mesh, demo_field(linear, rank, omega), train, ExtractConfig(DEMO_RESOLUTION))
 
 
 def main(output: Path = Path("runs/demo"), mesh: str = "bunny", steps: int = DEMO_TRAIN.steps, device: str = "auto") -> int:
@@ -38,20 +44,19 @@ def main(output: Path = Path("runs/demo"), mesh: str = "bunny", steps: int = DEM
         steps: optimiser steps per fit.
         device: auto (CUDA if available), cpu, cuda, ...
     """
-    from sine_fields.shapes.report import load_runs, write_report
-    from sine_fields.shapes.run import fit_run
+    from sine_fields.shapes.report import write_report
+    from sine_fields.shapes.run import ShapeRun
 
     if steps < 1:
         raise UserError(f"--steps must be >= 1, got {steps}")
     train = replace(DEMO_TRAIN, steps=steps)
-    folders = []
+    runs = []
     for linear in DEMO_KINDS:
         folder = Path(output) / linear
         print(f"[{linear}] fitting {mesh} into {folder}")
-        fit_run(mesh, folder, demo_field(linear), train, resolution=DEMO_RESOLUTION, device=device)
-        folders.append(folder)
+        runs.append(ShapeRun.fit(folder, demo_fit(mesh, linear, train=train), device=device))
     command = f"sine-fields demo --output {output} --mesh {mesh} --steps {steps}"
-    report = write_report(load_runs(folders), Path(output), title=f"Shape demo: {mesh}, rank 1", command=command)
+    report = write_report(runs, Path(output), title=f"Shape demo: {mesh}, rank 1", command=command)
     print(f"report: {report}")
     return 0
 

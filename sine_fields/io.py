@@ -1,4 +1,5 @@
-"""Atomic file writes: a reader (or an interrupted run) never sees a half-written file."""
+"""Atomic file writes (a reader, or an interrupted run, never sees a half-written file) and JSON
+reads whose failures are one-line ``UserError``s."""
 
 from __future__ import annotations
 
@@ -8,7 +9,9 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-__all__ = ["atomic_write_bytes", "atomic_write_json", "atomic_write_text"]
+from sine_fields.errors import UserError
+
+__all__ = ["atomic_write_bytes", "atomic_write_json", "atomic_write_text", "read_json"]
 
 
 def _umask_mode() -> int:
@@ -40,3 +43,14 @@ def atomic_write_text(path: str | Path, text: str) -> Path:
 
 def atomic_write_json(path: str | Path, payload: Any) -> Path:
     return atomic_write_text(path, json.dumps(payload, indent=2, sort_keys=False) + "\n")
+
+
+def read_json(path: str | Path) -> Any:
+    """A JSON file's content; a missing or damaged file is a one-line ``UserError`` naming it."""
+    path = Path(path)
+    try:
+        return json.loads(path.read_text())
+    except FileNotFoundError:
+        raise UserError(f"{path} does not exist") from None
+    except json.JSONDecodeError as error:
+        raise UserError(f"{path} is not valid JSON ({error.msg} at line {error.lineno})") from None

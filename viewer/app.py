@@ -20,7 +20,6 @@ import numpy as np
 import tyro
 
 from sine_fields.errors import UserError
-from sine_fields.shapes.field import field_summary
 from sine_fields.shapes.ground_truth import BOX_HALF
 from sine_fields.viewer.colours import colour_bar_image, field_colours
 from sine_fields.viewer.extraction import Cancelled, re_extract
@@ -36,7 +35,6 @@ SLICE_PIXELS = 128
 # Half-range of the slice colours: occupancy probabilities span 0.5 either side of 0.5; SDF
 # colours saturate at the default truncation of the SDF loss (sine_fields.shapes.fit.TrainConfig).
 SLICE_HALF_RANGE = {"occupancy": 0.5, "sdf": 0.1}
-DEFAULT_LEVEL = {"occupancy": 0.5, "sdf": 0.0}
 SLICE_ALPHA = 170
 
 
@@ -52,7 +50,8 @@ class ShapeViewer:
         self._extract_lock = threading.Lock()
         self._notes = ["" for _ in runs]
         entries = [MeshEntry("ground truth", ground_truth.mesh, None)]
-        entries += [MeshEntry(run.name, run.mesh, self._distances(run.mesh)) for run in runs]
+        meshes = [run.mesh("normalised") for run in runs]
+        entries += [MeshEntry(run.name, mesh, self._distances(mesh)) for run, mesh in zip(runs, meshes)]
         self.scene = ShapeScene(server, entries)
         # Markdown images are read from files (viser inlines them): the colour bar lives here.
         self._image_root = Path(tempfile.mkdtemp(prefix="sine-fields-view-"))
@@ -105,7 +104,7 @@ class ShapeViewer:
     def _metrics_text(self, index: int) -> str:
         run = self.runs[index]
         metrics = {key: value for key, value in run.metrics.items() if key != "num_parameters"}  # shown first
-        return metrics_markdown(run.name, run.num_parameters, field_summary(run.field_config), metrics, self._notes[index])
+        return metrics_markdown(run.name, run.num_parameters, run.summary, metrics, self._notes[index])
 
     def _colour_bar_text(self) -> str:
         import imageio.v3 as iio  # viser's own dependency
@@ -140,19 +139,16 @@ class ShapeViewer:
 
     def update_slice(self) -> None:
         """Evaluate the chosen field on the plane (128^2 points, well under a second) and show it."""
-        import torch
-
         with self._slice_lock:
             index = self._run_index(self.slice_run.value)
             axis, offset = self.slice_axis.value, float(self.slice_offset.value)
-            target = self.runs[index].target
+            target, config = self.runs[index].target, self.runs[index].field_config
             points = slice_points(axis, offset, SLICE_PIXELS)
-            raw = self.field(index).evaluate(points.reshape(-1, 3)).reshape(SLICE_PIXELS, SLICE_PIXELS)
-            values = torch.sigmoid(torch.from_numpy(raw)).numpy() if target == "occupancy" else raw
-            level = DEFAULT_LEVEL[target]
+            raw = self.field(index).values(points.reshape(-1, 3)).reshape(SLICE_PIXELS, SLICE_PIXELS)
+            values, level = config.to_user_units(raw), config.surface_level
             image = field_colours(values, target, level, SLICE_HALF_RANGE[target])
             # Mark the surface: pixels whose right or lower neighbour is on the other side of the level.
-            inside = values > level if target == "occupancy" else values < level
+            inside = config.inside_sign * (values - level) > 0
             edge = np.zeros_like(inside)
             edge[:, :-1] |= inside[:, :-1] != inside[:, 1:]
             edge[:-1, :] |= inside[:-1, :] != inside[1:, :]
@@ -171,19 +167,18 @@ class ShapeViewer:
     # ----- re-extraction ----------------------------------------------------------------------
     def _build_extract_panel(self) -> None:
         gui = self.server.gui
-        first = self.runs[0].target
         with gui.add_folder("Re-extract"):
             self.extract_run = gui.add_dropdown("run", [run.name for run in self.runs])
             self.extract_resolution = gui.add_dropdown("resolution", RESOLUTIONS, initial_value="128")
             self.extract_method = gui.add_dropdown("method", ("coarse-to-fine", "dense"))
             self.extract_level = gui.add_number(
-                "level", DEFAULT_LEVEL[first], step=0.01,
+                "level", self.runs[0].field_config.surface_level, step=0.01,
                 hint="occupancy: a probability in (0, 1), 0.5 is the surface; SDF: a distance, 0 is the surface",
             )
             self.extract_button = gui.add_button("re-extract")
             self.extract_progress = gui.add_progress_bar(0.0, visible=False, animated=True)
             self.extract_status = gui.add_markdown("")
-        self.extract_run.on_update(lambda _: setattr(self.extract_level, "value", DEFAULT_LEVEL[self.runs[self._run_index(self.extract_run.value)].target]))
+        self.extract_run.on_update(lambda _: setattr(self.extract_level, "value", self.runs[self._run_index(self.extract_run.value)].field_config.surface_level))
         self.extract_button.on_click(lambda _: self.re_extract())
 
     def re_extract(self) -> None:
@@ -300,17 +295,9 @@ def _check_host(host: str) -> None:
 def _device(name: str):
     """``--device`` as a torch device, checked before the server starts (a bad one would otherwise
     fail later inside a GUI callback, where the user sees nothing)."""
-    import torch
+    from sine_fields.device import torch_device
 
-    from sine_fields.shapes.fit import pick_device
-
-    try:
-        device = pick_device(name)
-    except RuntimeError as error:
-        raise UserError(f"--device {name!r}: {str(error).splitlines()[0]}") from None
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise UserError(f"--device {name!r}: torch sees no CUDA device here; use --device cpu")
-    return device
+    return torch_device(name)
 
 
 def stop_server(server) -> None:

@@ -58,12 +58,10 @@ def re_extract(
             (``UserError`` from the pipeline for the level, whose message is one line).
     """
     from sine_fields.shapes.extract import extract
-    from sine_fields.shapes.run import surface_level
 
-    target = field.config.target
-    # The pipeline's extraction wants a field that is larger inside (logits already are; SDF is negated).
-    sign = 1.0 if target == "occupancy" else -1.0
-    value = sign * surface_level(target, level)
+    # The pipeline's extraction wants values that grow inside: the field's inside_values, compared
+    # with its level oriented the same way.
+    value = field.config.inside_sign * field.config.raw_level(level)
     n = resolution + 1
     counted = {"queries": 0, "done": 0.0}
     levels = max(1, round(math.log2(resolution / INITIAL_RESOLUTION))) if method == "coarse-to-fine" else 1
@@ -75,7 +73,7 @@ def re_extract(
     def evaluate(points: np.ndarray) -> np.ndarray:
         if cancel is not None and cancel.is_set():
             raise Cancelled("extraction cancelled")
-        values = sign * field.evaluate(points)
+        values = field.inside_values(points)
         counted["queries"] += len(points)
         if method == "dense":
             report(counted["queries"] / n**3)

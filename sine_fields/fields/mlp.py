@@ -15,22 +15,25 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass
-from typing import Literal
+from typing import Literal, get_args
 
 import torch
 from torch import Tensor, nn
 
-from sine_fields.convert import LINEAR_KINDS, count_parameters
 from sine_fields.layers import DEFAULT_OMEGA, LowRankLinear, SineLowRankLinear, check_rank
 
-__all__ = ["ACTIVATIONS", "FieldMLP", "MLPConfig", "build_mlp"]
+__all__ = ["ACTIVATIONS", "LINEAR_KINDS", "FieldMLP", "MLPConfig", "build_mlp"]
 
 # Authors' occupancy code: Gaussian activation exp(-x^2 / (2 sigma^2)) with sigma = 0.1.
 GAUSSIAN_SIGMA = 0.1
 # SIREN (Sitzmann et al. 2020, Sec. 3.2): sin(w0 x) with w0 = 30.
 SIREN_W0 = 30.0
 
-ACTIVATIONS = ("ReLU", "Gaussian", "Sine", "Softplus", "Sigmoid", "None")
+Activation = Literal["ReLU", "Gaussian", "Sine", "Softplus", "Sigmoid", "None"]
+LinearKind = Literal["dense", "lowrank", "sine"]
+"""The layer a factorised position holds: ``nn.Linear``, ``LowRankLinear`` or ``SineLowRankLinear``."""
+ACTIVATIONS: tuple[str, ...] = get_args(Activation)
+LINEAR_KINDS: tuple[str, ...] = get_args(LinearKind)
 
 
 def _activation(name: str, inplace_ok: bool, x: Tensor) -> Tensor:
@@ -57,11 +60,11 @@ class MLPConfig:
     """Width of every hidden layer."""
     n_hidden_layers: int = 3
     """Number of hidden activations (tiny-cuda-nn's meaning): n_hidden_layers - 1 square layers."""
-    activation: Literal["ReLU", "Gaussian", "Sine", "Softplus", "Sigmoid", "None"] = "ReLU"
+    activation: Activation = "ReLU"
     """Hidden activation. Gaussian is the authors' choice for occupancy, Sine is SIREN."""
-    output_activation: Literal["ReLU", "Gaussian", "Sine", "Softplus", "Sigmoid", "None"] = "None"
+    output_activation: Activation = "None"
     """Activation after the last layer."""
-    linear: Literal["dense", "lowrank", "sine"] = "dense"
+    linear: LinearKind = "dense"
     """Kind of the factorised layers."""
     rank: int = 1
     """Rank k of the factorised layers."""
@@ -146,7 +149,8 @@ class FieldMLP(nn.Module):
         return self.out_dim
 
     def num_parameters(self) -> int:
-        return count_parameters(self)
+        """Exact parameter count (``parameters()`` yields a shared tensor once)."""
+        return sum(p.numel() for p in self.parameters())
 
     def forward(self, x: Tensor) -> Tensor:
         """``(*bs, in_dim) -> (*bs, out_dim)``."""

@@ -1,124 +1,27 @@
 """CLI commands of the shape pipeline: ``fit``, ``extract``, ``eval``, ``compare``, ``data list|get``.
 
-Each is a typed function whose ``Args`` docstring tyro turns into ``--help``; defaults are read from
-the config dataclasses so that there is one place for each of them.
+Each command is a dataclass that tyro turns into flags (attribute docstrings are the ``--help``) and
+whose ``main()`` runs it, as nerfstudio's ``ns-export`` does. ``fit`` holds the config tree itself
+(``FitConfig``: mesh, field, train, extract), with the prefixes left out so the flags stay short.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field as default
 from pathlib import Path
-from typing import Literal
+from typing import Annotated
 
 import tyro
 
 from sine_fields.errors import UserError
-from sine_fields.fields import MLPConfig
-from sine_fields.shapes.field import FieldConfig, ShapeField, default_mlp, shape_omega
+from sine_fields.shapes.config import ExtractConfig, FitConfig
+from sine_fields.shapes.field import FieldConfig
 from sine_fields.shapes.fit import TrainConfig
 
-_MLP = default_mlp()
-_TRAIN = TrainConfig()
-Linear = Literal["dense", "lowrank", "sine"]
-Activation = Literal["ReLU", "Gaussian", "Sine", "Softplus", "Sigmoid", "None"]
-Method = Literal["dense", "coarse-to-fine"]
-
-
-def build_field_config(
-    target: str, linear: str, rank: int, omega: float | None, gain: float | None, width: int, hidden_layers: int,
-    activation: str, factorise: str, fourier_frequencies: int,
-) -> FieldConfig:
-    """A validated ``FieldConfig``; an impossible combination (rank > width, ...) is a ``UserError``."""
-    if omega is None:
-        omega = shape_omega(rank) if rank >= 1 else _MLP.omega  # a bad rank is reported by the check below
-    mlp = MLPConfig(n_neurons=width, n_hidden_layers=hidden_layers, activation=activation, linear=linear,
-                    rank=rank, omega=omega, gain=gain, factorise=factorise)
-    config = FieldConfig(target=target, mlp=mlp, fourier_frequencies=fourier_frequencies)
-    if fourier_frequencies < 0:
-        raise UserError(f"--fourier-frequencies must be >= 0, got {fourier_frequencies}")
-    try:
-        ShapeField(config)
-    except ValueError as error:
-        raise UserError(f"invalid field options: {error}") from None
-    return config
-
-
-def _check_resolution(resolution: int, method: str) -> None:
-    from sine_fields.shapes.extract import check_resolution
-
-    try:
-        check_resolution(resolution, method)
-    except ValueError as error:
-        raise UserError(f"--resolution: {error}") from None
-
-
-def fit(
-    mesh: str,
-    output: Path,
-    target: Literal["occupancy", "sdf"] = FieldConfig.target,
-    linear: Linear = "sine",
-    rank: int = _MLP.rank,
-    omega: float | None = None,
-    gain: float | None = _MLP.gain,
-    width: int = _MLP.n_neurons,
-    hidden_layers: int = _MLP.n_hidden_layers,
-    activation: Activation = _MLP.activation,
-    factorise: Literal["hidden", "all"] = _MLP.factorise,
-    fourier_frequencies: int = FieldConfig.fourier_frequencies,
-    steps: int = _TRAIN.steps,
-    batch_size: int = _TRAIN.batch_size,
-    lr: float = _TRAIN.lr,
-    samples: int = _TRAIN.samples,
-    seed: int = _TRAIN.seed,
-    truncation: float = _TRAIN.truncation,
-    eikonal_weight: float = _TRAIN.eikonal_weight,
-    checkpoint_every: int = _TRAIN.checkpoint_every,
-    resolution: int = 256,
-    method: Method = "coarse-to-fine",
-    device: str = "auto",
-) -> int:
-    """Fit a neural field to a mesh, extract its surface and score it; writes config.json,
-    checkpoint.pt, ground_truth.ply, mesh.ply, extraction.json and metrics.json into OUTPUT.
-    Run the same command again to resume an interrupted fit.
-
-    Args:
-        mesh: `bunny`, `cgal:<name>` (e.g. cgal:armadillo) or a mesh file (OFF, PLY, OBJ, STL, GLB).
-        output: run folder (new or empty; or this same run, to resume).
-        target: occupancy (BCE on logits) or sdf (L1 on truncated signed distance).
-        linear: kind of the hidden layers: dense, lowrank (U V) or sine (sin(omega U V) / gain).
-        rank: rank k of lowrank / sine layers.
-        omega: sine frequency (sine layers only); default 1000 / sqrt(rank), chosen by the sweep in benchmarks/shapes.py.
-        gain: divisor of the sine matrix; default sqrt(width).
-        width: neurons per hidden layer.
-        hidden_layers: hidden activations (tiny-cuda-nn meaning); hidden_layers - 1 square layers are factorised.
-        activation: hidden activation (Gaussian: the authors' occupancy choice; Sine: SIREN).
-        factorise: factorise only the square hidden layers, or every layer the rank fits.
-        fourier_frequencies: Fourier-feature frequencies of xyz (0: raw coordinates).
-        steps: optimiser steps.
-        batch_size: points per step.
-        lr: Adam learning rate (cosine decay to 5 %).
-        samples: labelled training points (half uniform, half near the surface).
-        seed: seed of initialisation, samples and batch order.
-        truncation: sdf only: distance clamp.
-        eikonal_weight: sdf only: weight of the eikonal term (0: off).
-        checkpoint_every: steps between checkpoints.
-        resolution: marching-cubes grid cells per axis.
-        method: extraction method.
-        device: auto (CUDA if available), cpu, cuda, cuda:1, ...
-    """
-    from sine_fields.shapes.run import fit_run
-
-    config = build_field_config(target, linear, rank, omega, gain, width, hidden_layers, activation, factorise,
-                                fourier_frequencies)
-    for name, value in (("steps", steps), ("batch-size", batch_size), ("samples", samples),
-                        ("checkpoint-every", checkpoint_every), ("resolution", resolution)):
-        if value < 1:
-            raise UserError(f"--{name} must be >= 1, got {value}")
-    _check_resolution(resolution, method)  # before training, not after it
-    train = TrainConfig(steps=steps, batch_size=batch_size, lr=lr, samples=samples, seed=seed, truncation=truncation,
-                        eikonal_weight=eikonal_weight, checkpoint_every=checkpoint_every)
-    metrics = fit_run(mesh, output, config, train, resolution=resolution, method=method, device=device)
-    _print_metrics(output, metrics)
-    return 0
+Flat = tyro.conf.OmitArgPrefixes
+"""A nested config whose flags keep their own names (``--rank``, not ``--field.rank``)."""
+Untitled = tyro.conf.arg(help="")
+"""No description under the group's title: the flags' own help says it."""
 
 
 def _print_metrics(root: Path, metrics: dict) -> None:
@@ -127,66 +30,116 @@ def _print_metrics(root: Path, metrics: dict) -> None:
     print(f"{root}: {shown}")
 
 
-def extract(
-    run: tyro.conf.Positional[Path],
-    resolution: int = 256,
-    method: Method = "coarse-to-fine",
-    level: float | None = None,
-    mesh: Path | None = None,
-    device: str = "auto",
-) -> int:
-    """Re-extract the mesh of a finished run; writes the mesh and extraction.json.
+def check_new_file(path: Path, option: str, overwrite: bool) -> None:
+    """Refuse to write ``path`` when it is a run's own file, or exists and ``overwrite`` is off."""
+    from sine_fields.shapes.run import refuse_run_file
 
-    Args:
-        run: run folder written by `sine-fields fit`.
-        resolution: marching-cubes grid cells per axis (coarse-to-fine: 32 * 2^m).
-        method: dense (every grid point) or coarse-to-fine (only near the surface).
-        level: iso-level: a probability for occupancy runs (default 0.5), a distance for sdf runs (default 0).
-        mesh: output mesh file (.ply, .obj, .off, .glb); default RUN/mesh.ply.
-        device: auto, cpu, cuda, ...
-    """
-    from sine_fields.shapes.run import extract_run
-
-    if mesh is not None:
-        from sine_fields.shapes.export import MESH_EXPORT_FORMATS
-
-        if mesh.suffix.lower() not in MESH_EXPORT_FORMATS:
-            raise UserError(f"--mesh {mesh}: unsupported format {mesh.suffix or '(none)'!r}; expected one of {', '.join(MESH_EXPORT_FORMATS)}")
-    _check_resolution(resolution, method)
-    info = extract_run(run, resolution, method, level, mesh, device)
-    print(f"{run}: {info}")
-    return 0
+    refuse_run_file(path, option)
+    if Path(path).exists() and not overwrite:
+        raise UserError(f"{option} {path} exists; pass --overwrite to replace it")
 
 
-def evaluate(run: tyro.conf.Positional[Path], device: str = "auto") -> int:
-    """Re-score a run's mesh and field; rewrites metrics.json.
+@dataclass
+class Fit:
+    """Fit a neural field to a mesh, extract its surface and score it; writes config.json,
+    checkpoint.pt, ground_truth.ply, mesh.ply, extraction.json and metrics.json into OUTPUT.
+    Run the same command again to resume an interrupted fit."""
 
-    Args:
-        run: run folder written by `sine-fields fit`.
-        device: auto, cpu, cuda, ...
-    """
-    from sine_fields.shapes.run import evaluate_run
+    mesh: str
+    """`bunny`, `cgal:<name>` (e.g. cgal:armadillo) or a mesh file (OFF, PLY, OBJ, STL, GLB)."""
+    output: Path
+    """run folder (new or empty; or this same run, to resume)."""
+    field: Annotated[FieldConfig, Flat, Untitled] = default(default_factory=FieldConfig)
+    train: Annotated[TrainConfig, Flat, Untitled] = default(default_factory=TrainConfig)
+    extract: Annotated[ExtractConfig, Flat, Untitled] = default(default_factory=ExtractConfig)
+    device: str = "auto"
+    """auto (CUDA if available), cpu, cuda, cuda:1, ..."""
 
-    _print_metrics(run, evaluate_run(run, device))
-    return 0
+    @property
+    def config(self) -> FitConfig:
+        return FitConfig(self.mesh, self.field, self.train, self.extract)
+
+    def main(self) -> int:
+        from sine_fields.shapes.run import ShapeRun
+
+        run = ShapeRun.fit(self.output, self.config, device=self.device)
+        _print_metrics(self.output, run.metrics)
+        return 0
 
 
-def compare(runs: tyro.conf.Positional[tuple[Path, ...]], output: Path | None = None) -> int:
-    """Print a markdown table of runs side by side (and write it to OUTPUT if given).
+@dataclass
+class Extract:
+    """Re-extract the mesh of a finished run; writes the mesh and extraction.json."""
 
-    Args:
-        runs: run folders.
-        output: optional markdown file to write the table to.
-    """
-    from sine_fields.shapes.report import comparison_table, load_runs
+    run: tyro.conf.Positional[Path]
+    """run folder written by `sine-fields fit`."""
+    extract: Annotated[ExtractConfig, Flat, Untitled] = default(default_factory=ExtractConfig)
+    level: float | None = None
+    """iso-level: a probability for occupancy runs (default 0.5), a distance for sdf runs (default 0)."""
+    mesh: Path | None = None
+    """output mesh file (.ply, .obj, .off, .glb); default RUN/mesh.ply."""
+    overwrite: bool = False
+    """replace an existing --mesh file."""
+    device: str = "auto"
+    """auto, cpu, cuda, ..."""
 
-    table = comparison_table(load_runs(runs))
-    print(table)
-    if output is not None:
-        from sine_fields.io import atomic_write_text
+    def main(self) -> int:
+        from sine_fields.shapes.run import ShapeRun
 
-        atomic_write_text(output, table + "\n")
-    return 0
+        if self.mesh is not None:
+            from sine_fields.shapes.export import MESH_EXPORT_FORMATS
+
+            if self.mesh.suffix.lower() not in MESH_EXPORT_FORMATS:
+                raise UserError(f"--mesh {self.mesh}: unsupported format {self.mesh.suffix or '(none)'!r}; expected one of {', '.join(MESH_EXPORT_FORMATS)}")
+        self.extract.check()
+        run = ShapeRun.open(self.run)
+        if self.mesh is not None and self.mesh.resolve() != run.paths.mesh.resolve():
+            check_new_file(self.mesh, "--mesh", self.overwrite)
+        run.field_config.raw_level(self.level)  # a bad level fails before the field is loaded
+        run.extract(run.load_field(self.device), self.extract, self.level, self.mesh)
+        print(f"{self.run}: {run.extraction}")
+        return 0
+
+
+@dataclass
+class Score:
+    """Re-score a run's mesh and field; rewrites metrics.json."""
+
+    run: tyro.conf.Positional[Path]
+    """run folder written by `sine-fields fit`."""
+    device: str = "auto"
+    """auto, cpu, cuda, ..."""
+
+    def main(self) -> int:
+        from sine_fields.shapes.run import ShapeRun
+
+        _print_metrics(self.run, ShapeRun.open(self.run).score(self.device))
+        return 0
+
+
+@dataclass
+class Compare:
+    """Print a markdown table of runs side by side (and write it to OUTPUT if given)."""
+
+    runs: tyro.conf.Positional[tuple[Path, ...]]
+    """run folders."""
+    output: Path | None = None
+    """optional markdown file to write the table to."""
+    overwrite: bool = False
+    """replace an existing OUTPUT file."""
+
+    def main(self) -> int:
+        from sine_fields.shapes.report import comparison_table, load_runs
+
+        if self.output is not None:
+            check_new_file(self.output, "--output", self.overwrite)
+        table = comparison_table(load_runs(self.runs))
+        print(table)
+        if self.output is not None:
+            from sine_fields.io import atomic_write_text
+
+            atomic_write_text(self.output, table + "\n")
+        return 0
 
 
 def data_list() -> int:

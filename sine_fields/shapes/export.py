@@ -1,8 +1,7 @@
-"""Writing meshes (PLY, OBJ, OFF, GLB through trimesh) atomically, and reading run JSON with one-line errors."""
+"""Writing meshes (PLY, OBJ, OFF, GLB through trimesh) atomically."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
@@ -11,7 +10,7 @@ import trimesh
 from sine_fields.errors import UserError
 from sine_fields.io import atomic_write_bytes
 
-__all__ = ["MESH_EXPORT_FORMATS", "export_mesh", "read_json"]
+__all__ = ["MESH_EXPORT_FORMATS", "export_mesh"]
 
 MESH_EXPORT_FORMATS = (".ply", ".obj", ".off", ".glb")
 
@@ -26,13 +25,3 @@ def export_mesh(vertices: np.ndarray, faces: np.ndarray, path: Path) -> Path:
     data = mesh.export(file_type=suffix[1:])
     atomic_write_bytes(path, data.encode() if isinstance(data, str) else data)
     return path
-
-
-def read_json(path: Path) -> dict:
-    path = Path(path)
-    try:
-        return json.loads(path.read_text())
-    except FileNotFoundError:
-        raise UserError(f"{path} does not exist") from None
-    except json.JSONDecodeError as error:
-        raise UserError(f"{path} is not valid JSON ({error.msg} at line {error.lineno})") from None

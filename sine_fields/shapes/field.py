@@ -1,22 +1,25 @@
 """The shape field: an optional Fourier encoding followed by a ``FieldMLP`` with one output.
 
 The output is a raw value whose zero level set is the surface in both targets: occupancy logits
-(probability 0.5 at logit 0) or signed distance (negative inside). ``LEVEL`` is that zero.
+(probability 0.5 at logit 0) or signed distance (negative inside). The field's config owns these
+conventions (``inside_sign``, ``surface_level``, ``raw_level``), so no caller re-derives them.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Literal
 
 import numpy as np
 import torch
 from torch import Tensor, nn
 
+from sine_fields.errors import UserError
 from sine_fields.fields import MLPConfig, build_mlp
 from sine_fields.fields.encodings import build_encoding
 from sine_fields.fields.merged import MergedMLP
+from sine_fields.fields.mlp import Activation, LinearKind
 
 __all__ = ["LEVEL", "SHAPE_OMEGA_RANK1", "FieldConfig", "ShapeField", "default_mlp", "field_summary", "shape_omega"]
 
@@ -40,29 +43,112 @@ def shape_omega(rank: int) -> float:
     return SHAPE_OMEGA_RANK1 / math.sqrt(rank)
 
 
-def default_mlp() -> MLPConfig:
-    # The paper's occupancy budget: 3 -> 256 -> 256 -> 256 -> 1, the two square
-    # hidden layers factorised; at rank 1 that is 2,817 of 132,865 dense parameters (2.1 %).
-    return MLPConfig(n_neurons=256, n_hidden_layers=3, activation="Gaussian", linear="dense", rank=1, omega=shape_omega(1))
-
-
 @dataclass
 class FieldConfig:
     """What is fitted: the target and the network."""
 
-    target: Literal["occupancy", "sdf"] = "occupancy"
-    """Occupancy (classification, logits) or signed distance (regression on truncated distance)."""
-    mlp: MLPConfig = field(default_factory=default_mlp)
-    """The coordinate MLP."""
-    fourier_frequencies: int = 0
-    """Frequencies of the Fourier-feature encoding of xyz; 0 feeds raw coordinates."""
+    # Each attribute is one `sine-fields fit` flag (its docstring is the help) and one config.json
+    # entry: a new field option is an attribute here plus its use in `mlp` or `ShapeField`.
 
+    target: Literal["occupancy", "sdf"] = "occupancy"
+    """occupancy (BCE on logits) or sdf (L1 on truncated signed distance)."""
+    linear: LinearKind = "sine"
+    """kind of the hidden layers: dense, lowrank (U V) or sine (sin(omega U V) / gain)."""
+    rank: int = 1
+    """rank k of lowrank / sine layers."""
+    omega: float | None = None
+    """sine frequency (sine layers only); default 1000 / sqrt(rank), chosen by the sweep in benchmarks/shapes.py."""
+    gain: float | None = None
+    """divisor of the sine matrix; default sqrt(width)."""
+    width: int = 256
+    """neurons per hidden layer."""
+    hidden_layers: int = 3
+    """hidden activations (tiny-cuda-nn meaning); hidden_layers - 1 square layers are factorised."""
+    activation: Activation = "Gaussian"
+    """hidden activation (Gaussian: the authors' occupancy choice; Sine: SIREN)."""
+    factorise: Literal["hidden", "all"] = "hidden"
+    """factorise only the square hidden layers, or every layer the rank fits."""
+    fourier_frequencies: int = 0
+    """Fourier-feature frequencies of xyz (0: raw coordinates)."""
+
+    # ----- the network ------------------------------------------------------------------------
+    @property
+    def resolved_omega(self) -> float:
+        """``omega``, or the rank rule when it is None (a bad rank is reported by the network)."""
+        if self.omega is not None:
+            return float(self.omega)
+        return shape_omega(self.rank) if self.rank >= 1 else SHAPE_OMEGA_RANK1
+
+    @property
+    def mlp(self) -> MLPConfig:
+        """The coordinate MLP as a tiny-cuda-nn style ``MLPConfig`` (one logit / distance out)."""
+        return MLPConfig(n_neurons=self.width, n_hidden_layers=self.hidden_layers, activation=self.activation,
+                         linear=self.linear, rank=self.rank, omega=self.resolved_omega, gain=self.gain,
+                         factorise=self.factorise)
+
+    @classmethod
+    def from_mlp(cls, mlp: MLPConfig, target: str = "occupancy", fourier_frequencies: int = 0) -> "FieldConfig":
+        if mlp.output_activation != "None":
+            raise ValueError(f"a shape field outputs raw logits / distances: output_activation must be 'None', got {mlp.output_activation!r}")
+        return cls(target=target, linear=mlp.linear, rank=mlp.rank, omega=mlp.omega, gain=mlp.gain, width=mlp.n_neurons,
+                   hidden_layers=mlp.n_hidden_layers, activation=mlp.activation, factorise=mlp.factorise,
+                   fourier_frequencies=fourier_frequencies)
+
+    def build(self) -> "ShapeField":
+        """A new ``ShapeField``; an impossible combination (rank > width, ...) is a ``UserError``."""
+        if self.fourier_frequencies < 0:
+            raise UserError(f"--fourier-frequencies must be >= 0, got {self.fourier_frequencies}")
+        try:
+            return ShapeField(self)
+        except ValueError as error:
+            raise UserError(f"invalid field options: {error}") from None
+
+    # ----- config.json ------------------------------------------------------------------------
     def to_dict(self) -> dict:
         return {"target": self.target, "mlp": self.mlp.to_dict(), "fourier_frequencies": self.fourier_frequencies}
 
     @classmethod
     def from_dict(cls, data: dict) -> "FieldConfig":
-        return cls(data["target"], MLPConfig.from_dict(data["mlp"]), int(data["fourier_frequencies"]))
+        return cls.from_mlp(MLPConfig.from_dict(data["mlp"]), data["target"], int(data["fourier_frequencies"]))
+
+    # ----- level and sign ---------------------------------------------------------------------
+    @property
+    def inside_sign(self) -> float:
+        """+1 when the raw output grows inside (occupancy logits), -1 when it falls (SDF)."""
+        return 1.0 if self.target == "occupancy" else -1.0
+
+    @property
+    def level_units(self) -> str:
+        """What a user's level means: a probability (occupancy) or a distance (SDF)."""
+        return "probability" if self.target == "occupancy" else "distance"
+
+    @property
+    def surface_level(self) -> float:
+        """``LEVEL`` in the user's units: probability 0.5, distance 0."""
+        return 0.5 if self.target == "occupancy" else 0.0
+
+    def raw_level(self, level: float | None = None) -> float:
+        """The user's level (None: the surface) in the field's output units (logit / distance)."""
+        if level is None:
+            return LEVEL
+        if self.target == "occupancy":
+            if not 0 < level < 1:
+                raise UserError(f"--level for an occupancy field is a probability in (0, 1), got {level}")
+            return math.log(level / (1 - level))
+        return float(level)
+
+    def to_user_units(self, raw: np.ndarray) -> np.ndarray:
+        """Raw outputs as the user reads them: probabilities (occupancy) or distances (SDF)."""
+        from scipy.special import expit  # the logistic function without overflow warnings
+
+        raw = np.asarray(raw, dtype=np.float32)
+        return expit(raw) if self.target == "occupancy" else raw
+
+
+def default_mlp() -> MLPConfig:
+    # The paper's occupancy budget: 3 -> 256 -> 256 -> 256 -> 1, the two square hidden layers
+    # factorised; at rank 1 that is 2,817 of 132,865 dense parameters (2.1 %).
+    return FieldConfig(linear="dense").mlp
 
 
 class ShapeField(nn.Module):
@@ -86,8 +172,8 @@ class ShapeField(nn.Module):
         return next(self.parameters()).device
 
     @torch.no_grad()
-    def evaluate(self, points: np.ndarray, chunk: int = 65536) -> np.ndarray:
-        """``(n, 3)`` numpy points -> ``(n,)`` float32 field values, in chunks to bound memory."""
+    def values(self, points: np.ndarray, chunk: int = 65536) -> np.ndarray:
+        """Raw outputs at numpy points: ``(n, 3)`` -> ``(n,)`` float32, in chunks to bound memory."""
         points = np.asarray(points, dtype=np.float32).reshape(-1, 3)
         out = np.empty(len(points), dtype=np.float32)
         # Weights materialised once per call (sine / low-rank cost the same as dense here), with the
@@ -98,19 +184,25 @@ class ShapeField(nn.Module):
             out[start : start + chunk] = merged(self.encoding(batch)).squeeze(-1).float().cpu().numpy()
         return out
 
+    def inside_values(self, points: np.ndarray, chunk: int = 65536) -> np.ndarray:
+        """``values`` oriented to grow inside (what extraction and the inside test compare to a level)."""
+        return self.config.inside_sign * self.values(points, chunk)
+
+    def inside(self, points: np.ndarray, level: float | None = None) -> np.ndarray:
+        """``(n,)`` bool: True where the field puts the point inside the level set (None: the surface)."""
+        return self.inside_values(points) > self.config.inside_sign * self.config.raw_level(level)
+
 
 def field_summary(config: FieldConfig) -> dict:
     """Flat description for tables: kind, rank, omega, activation, width."""
-    m = config.mlp
     return {
         "target": config.target,
-        "linear": m.linear,
-        "rank": m.rank if m.linear != "dense" else None,
-        "omega": m.omega if m.linear == "sine" else None,
-        "activation": m.activation,
-        "width": m.n_neurons,
-        "hidden_layers": m.n_hidden_layers,
+        "linear": config.linear,
+        "rank": config.rank if config.linear != "dense" else None,
+        "omega": config.resolved_omega if config.linear == "sine" else None,
+        "activation": config.activation,
+        "width": config.width,
+        "hidden_layers": config.hidden_layers,
         "fourier_frequencies": config.fourier_frequencies,
-        **({"gain": m.gain} if m.gain is not None else {}),
+        **({"gain": config.gain} if config.gain is not None else {}),
     }
-

@@ -9,7 +9,6 @@ and ends bit-identical to an uninterrupted one on the same device.
 
 from __future__ import annotations
 
-import math
 import os
 import time
 from dataclasses import asdict, dataclass
@@ -18,11 +17,12 @@ from pathlib import Path
 import torch
 from torch.nn import functional as F
 
+from sine_fields.errors import UserError
 from sine_fields.shapes.field import FieldConfig, ShapeField
 from sine_fields.shapes.ground_truth import GroundTruth
 from sine_fields.shapes.sampling import training_points
 
-__all__ = ["TrainConfig", "FitResult", "fit", "pick_device"]
+__all__ = ["TrainConfig", "FitResult", "fit", "load_field", "new_field"]
 
 
 @dataclass
@@ -30,24 +30,30 @@ class TrainConfig:
     """How the field is trained."""
 
     steps: int = 1000
-    """Optimiser steps."""
+    """optimiser steps."""
     batch_size: int = 16384
-    """Points per step."""
+    """points per step."""
     lr: float = 1e-3
-    """Adam learning rate (authors' value); decays to 5 % of it on a cosine schedule."""
+    """Adam learning rate (the authors' value; cosine decay to 5 %)."""
     samples: int = 500_000
-    """Size of the labelled training pool (half uniform in the box, half near the surface)."""
+    """labelled training points (half uniform, half near the surface)."""
     seed: int = 0
-    """Seeds the network's initialisation, the training pool and the batch order."""
+    """seed of initialisation, samples and batch order."""
     truncation: float = 0.1
-    """SDF only: distances are clamped to [-truncation, truncation] (normalised units)."""
+    """sdf only: distance clamp (normalised units)."""
     eikonal_weight: float = 0.0
-    """SDF only: weight of the eikonal term; 0 turns it off."""
+    """sdf only: weight of the eikonal term (0: off)."""
     checkpoint_every: int = 200
-    """Write a checkpoint every this many steps (and at the end)."""
+    """steps between checkpoints (and one at the end)."""
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+    def check(self) -> None:
+        """Counts below 1 are ``UserError``s naming the flag."""
+        for name in ("steps", "batch_size", "samples", "checkpoint_every"):
+            if getattr(self, name) < 1:
+                raise UserError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(self, name)}")
 
 
 @dataclass
@@ -58,13 +64,6 @@ class FitResult:
     seconds: float
     """Wall time of all training steps, summed over the calls that ran them (a resumed fit adds its part)."""
     resumed_from: int
-
-
-def pick_device(name: str = "auto") -> torch.device:
-    """``auto`` picks CUDA when torch sees a GPU, else the CPU; other names are passed to torch."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
 
 
 def _loss(field: ShapeField, points: torch.Tensor, target: torch.Tensor, train: TrainConfig) -> torch.Tensor:
@@ -86,24 +85,28 @@ def _save_checkpoint(path: Path, state: dict) -> None:
     os.replace(tmp, path)
 
 
+def new_field(config: FieldConfig, seed: int, device: torch.device | str = "cpu") -> ShapeField:
+    """The field a fit starts from: built once, its initialisation seeded by ``seed``."""
+    torch.manual_seed(seed)
+    return config.build().to(device)
+
+
 def fit(
     gt: GroundTruth,
-    config: FieldConfig,
+    field: ShapeField,
     train: TrainConfig,
-    device: torch.device,
     checkpoint: Path | None = None,
     progress: bool = True,
     log_every: int = 10,
 ) -> FitResult:
-    """Train a field on ``gt``; resume from ``checkpoint`` when it exists and save to it as it goes."""
+    """Train ``field`` (from ``new_field``) on ``gt``, on its device; resume from ``checkpoint`` when
+    it exists and save to it as it goes."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-    torch.manual_seed(train.seed)
-    field = ShapeField(config).to(device)
+    device, config = field.device, field.config
     optimiser = torch.optim.Adam(field.parameters(), lr=train.lr)
-    schedule = torch.optim.lr_scheduler.LambdaLR(
-        optimiser, lambda step: 0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * min(step / max(train.steps, 1), 1.0)))
-    )
+    # Cosine decay from lr to 5 % of it over the run (the fit stops at T_max, before it would rise).
+    schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimiser, T_max=max(train.steps, 1), eta_min=0.05 * train.lr)
     generator = torch.Generator().manual_seed(train.seed)
     step, losses, previous_seconds = 0, [], 0.0
     if checkpoint is not None and checkpoint.exists():
@@ -133,7 +136,7 @@ def fit(
     columns = (TextColumn("fit {task.fields[name]}"), BarColumn(), MofNCompleteColumn(),
                TextColumn("loss {task.fields[loss]:.4f}"), TimeRemainingColumn())
     with Progress(*columns, disable=not progress, transient=False) as bar:
-        task = bar.add_task("fit", total=train.steps, completed=step, name=config.mlp.linear, loss=losses[-1] if losses else float("nan"))
+        task = bar.add_task("fit", total=train.steps, completed=step, name=config.linear, loss=losses[-1] if losses else float("nan"))
         while step < train.steps:
             index = torch.randint(len(points), (train.batch_size,), generator=generator).to(device)
             loss = _loss(field, points[index], target[index], train)

@@ -7,7 +7,6 @@ that frames the ground truth, Lambert shading of the hit triangle's normal.
 from __future__ import annotations
 
 import io
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -15,42 +14,29 @@ import trimesh
 
 from sine_fields.errors import UserError
 from sine_fields.io import atomic_write_bytes, atomic_write_text
-from sine_fields.shapes.export import read_json
-from sine_fields.shapes.run import RunPaths
+from sine_fields.shapes.run import ShapeRun
 
-__all__ = ["Run", "comparison_table", "load_runs", "plot_quality", "render_mesh", "render_runs", "write_report"]
-
-
-@dataclass
-class Run:
-    name: str
-    paths: RunPaths
-    config: dict
-    metrics: dict
+__all__ = ["comparison_table", "load_runs", "plot_quality", "render_mesh", "render_runs", "write_report"]
 
 
-def load_runs(roots) -> list[Run]:
-    """Read ``config.json`` and ``metrics.json`` of each folder; a folder missing them is a ``UserError``."""
-    runs = []
+def load_runs(roots) -> list[ShapeRun]:
+    """Open each finished run folder; one without metrics.json is a ``UserError``."""
     if not roots:
         raise UserError("give at least one run folder")
-    for root in roots:
-        paths = RunPaths(Path(root))
-        for path in (paths.config, paths.metrics):
-            if not path.exists():
-                raise UserError(f"{paths.root} has no {path.name}: not a finished sine-fields run")
-        runs.append(Run(paths.root.name, paths, read_json(paths.config), read_json(paths.metrics)))
+    runs = [ShapeRun.open(root) for root in roots]
+    for run in runs:
+        run.metrics  # checked now: a table half-written when the third folder fails helps nobody
     return runs
 
 
-def _describe(run: Run) -> str:
-    s = run.config["summary"]
+def _describe(run: ShapeRun) -> str:
+    s = run.summary
     if s["linear"] == "dense":
         return "dense"
     return f"{s['linear']} k={s['rank']}" + (f" ω={s['omega']:g}" if s["linear"] == "sine" else "")
 
 
-def comparison_table(runs: list[Run]) -> str:
+def comparison_table(runs: list[ShapeRun]) -> str:
     """Markdown table, one row per run, in the order given."""
     header = ("| run | mesh | layers | params | IoU | IoU near | Chamfer-L1 | Chamfer-L2 | normal cons. | F-score | "
               "field queries | fit s |")
@@ -58,7 +44,7 @@ def comparison_table(runs: list[Run]) -> str:
     for run in runs:
         m = run.metrics
         lines.append(
-            f"| {run.name} | {run.config['mesh']} | {_describe(run)} | {m['num_parameters']:,} | {m['iou']:.4f} | "
+            f"| {run.name} | {run.mesh_source} | {_describe(run)} | {m['num_parameters']:,} | {m['iou']:.4f} | "
             f"{m['iou_near_surface']:.4f} | {m['chamfer_l1']:.5f} | {m['chamfer_l2']:.2e} | "
             f"{m['normal_consistency']:.4f} | {m['fscore']:.4f} | {m['field_queries']:,} | "
             f"{m.get('timings', {}).get('fit_seconds', float('nan')):.0f} |"
@@ -78,7 +64,7 @@ def _save_figure(fig, path: Path) -> Path:
     return path
 
 
-def plot_quality(runs: list[Run], path: Path) -> Path:
+def plot_quality(runs: list[ShapeRun], path: Path) -> Path:
     """IoU and Chamfer-L1 against parameter count (log scale): one line per layer kind, points
     labelled by rank; writes a PNG."""
     import matplotlib
@@ -89,15 +75,15 @@ def plot_quality(runs: list[Run], path: Path) -> Path:
     styles = {"dense": ("k", "s"), "lowrank": ("tab:orange", "o"), "sine": ("tab:blue", "^")}
     fig, axes = plt.subplots(1, 2, figsize=(10, 4))
     for kind, (color, marker) in styles.items():
-        group = sorted((r for r in runs if r.config["summary"]["linear"] == kind), key=lambda r: r.metrics["num_parameters"])
+        group = sorted(((r, r.metrics) for r in runs if r.summary["linear"] == kind), key=lambda rm: rm[1]["num_parameters"])
         if not group:
             continue
-        params = [r.metrics["num_parameters"] for r in group]
+        params = [m["num_parameters"] for _, m in group]
         for ax, key in zip(axes, ("iou", "chamfer_l1")):
-            ax.plot(params, [r.metrics[key] for r in group], marker=marker, color=color, label=kind)
-            for run, x in zip(group, params):
+            ax.plot(params, [m[key] for _, m in group], marker=marker, color=color, label=kind)
+            for (run, m), x in zip(group, params):
                 if kind != "dense":
-                    ax.annotate(f"k={run.config['summary']['rank']}", (x, run.metrics[key]), fontsize=7,
+                    ax.annotate(f"k={run.summary['rank']}", (x, m[key]), fontsize=7,
                                 xytext=(3, 3), textcoords="offset points", color=color)
     for ax, label in zip(axes, ("IoU (higher is better)", "Chamfer-L1 (lower is better)")):
         ax.set_xscale("log")
@@ -144,19 +130,19 @@ def render_mesh(mesh: trimesh.Trimesh, frame: trimesh.Trimesh, size: int = 320,
     return image
 
 
-def render_runs(runs: list[Run], path: Path, size: int = 320) -> Path:
+def render_runs(runs: list[ShapeRun], path: Path, size: int = 320) -> Path:
     """Ground truth then each run's mesh, side by side with titles; writes a PNG."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    truth = trimesh.load(runs[0].paths.ground_truth, force="mesh")
+    truth = runs[0].ground_truth_mesh("original")
     meshes = [("ground truth", truth)]
     for run in runs:
-        mesh = trimesh.load(run.paths.mesh, force="mesh")
-        meshes.append((f"{_describe(run)}\nIoU {run.metrics['iou']:.3f}, {run.metrics['num_parameters']:,} params",
-                       mesh if isinstance(mesh, trimesh.Trimesh) else trimesh.Trimesh()))
+        metrics = run.metrics
+        meshes.append((f"{_describe(run)}\nIoU {metrics['iou']:.3f}, {metrics['num_parameters']:,} params",
+                       run.mesh("original")))
     fig, axes = plt.subplots(1, len(meshes), figsize=(3 * len(meshes), 3.4))
     for ax, (title, mesh) in zip(np.atleast_1d(axes), meshes):
         ax.imshow(render_mesh(mesh, truth, size))
@@ -165,7 +151,7 @@ def render_runs(runs: list[Run], path: Path, size: int = 320) -> Path:
     return _save_figure(fig, path)
 
 
-def write_report(runs: list[Run], folder: Path, title: str = "sine-fields shape report", command: str = "") -> Path:
+def write_report(runs: list[ShapeRun], folder: Path, title: str = "sine-fields shape report", command: str = "") -> Path:
     """``folder/report.md`` with the table, ``quality.png`` and ``renders.png``."""
     folder = Path(folder)
     plot_quality(runs, folder / "quality.png")

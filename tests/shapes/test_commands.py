@@ -79,6 +79,31 @@ def test_extract_eval_and_compare(finished_run, capsys, tmp_path):
     assert (tmp_path / "t.md").read_text().strip() == table.strip()
 
 
+def test_extract_and_compare_never_write_over_run_files_or_existing_files(finished_run, tmp_path, capsys):
+    _, run = finished_run
+    truth = (run / "ground_truth.ply").read_bytes()
+    metrics = (run / "metrics.json").read_text()
+    # A run's own files are refused even with --overwrite: eval would then score the mesh against itself.
+    for name, args in (("ground_truth.ply", ["extract", str(run), "--mesh", str(run / "ground_truth.ply"), "--overwrite"]),
+                       ("metrics.json", ["compare", str(run), "--output", str(run / "metrics.json"), "--overwrite"])):
+        assert cli.main([*args, "--resolution", "32", "--device", "cpu"] if args[0] == "extract" else args) == 2
+        err = capsys.readouterr().err.strip()
+        assert err.startswith("error:") and f"run file {name}" in err and len(err.splitlines()) == 1, err
+    assert (run / "ground_truth.ply").read_bytes() == truth and (run / "metrics.json").read_text() == metrics
+    # Any other existing file needs --overwrite.
+    for option, path, args in (("--mesh", tmp_path / "mine.ply", ["extract", str(run), "--resolution", "32", "--device", "cpu"]),
+                               ("--output", tmp_path / "mine.md", ["compare", str(run)])):
+        path.write_bytes(b"mine")
+        assert cli.main([*args, option, str(path)]) == 2
+        err = capsys.readouterr().err.strip()
+        assert f"{option} {path} exists; pass --overwrite" in err and len(err.splitlines()) == 1, err
+        assert path.read_bytes() == b"mine"
+        assert cli.main([*args, option, str(path), "--overwrite"]) == 0
+        assert path.read_bytes() != b"mine"
+    # Re-extracting into the run's own mesh.ply is what `extract` is for.
+    assert cli.main(["extract", str(run), "--resolution", "32", "--device", "cpu", "--mesh", str(run / "mesh.ply")]) == 0
+
+
 @pytest.mark.parametrize(
     "args, message",
     [
@@ -108,6 +133,19 @@ def test_user_mistakes_are_one_line_errors(finished_run, tmp_path, capsys, args,
     assert err.startswith("error:") and message in err and len(err.splitlines()) == 1, err
     assert (tmp_path / "full" / "precious.txt").read_text() == "mine"
     assert not (tmp_path / "a").exists()
+
+
+def test_help_lists_the_same_short_flags_as_the_config_tree(capsys):
+    from sine_fields.shapes.field import FieldConfig
+    from sine_fields.shapes.fit import TrainConfig
+
+    with pytest.raises(SystemExit):
+        cli.main(["fit", "--help"])
+    out = capsys.readouterr().out
+    for config in (FieldConfig, TrainConfig):
+        for name in config.__dataclass_fields__:
+            assert f"--{name.replace('_', '-')} " in out, name
+    assert "--field." not in out and "--train." not in out and "--resolution" in out
 
 
 def test_report_from_run_folders(finished_run, tmp_path):

@@ -3,7 +3,8 @@ import pytest
 import trimesh
 
 from sine_fields.errors import UserError
-from sine_fields.shapes.export import MESH_EXPORT_FORMATS, export_mesh, read_json
+from sine_fields.io import read_json
+from sine_fields.shapes.export import MESH_EXPORT_FORMATS, export_mesh
 
 
 @pytest.mark.parametrize("suffix", MESH_EXPORT_FORMATS)

@@ -1,30 +1,25 @@
 """Re-extraction with progress on closed-form fields: a sphere of radius 0.3 as occupancy logits and as SDF."""
 
 import threading
-from dataclasses import dataclass
 
 import numpy as np
 import pytest
 
 from sine_fields.errors import UserError
+from sine_fields.shapes.field import FieldConfig, ShapeField
 from sine_fields.viewer.extraction import Cancelled, re_extract
 
 RADIUS = 0.3
 SHARPNESS = 40.0  # logits per unit distance of the occupancy sphere
 
 
-@dataclass
-class _Config:
-    target: str
-
-
-class SphereField:
-    """Stands in for a ``ShapeField``: ``config.target`` and ``evaluate((n, 3)) -> (n,)``."""
+class SphereField(ShapeField):
+    """A ``ShapeField`` (its config owns level and sign) whose values are a closed-form sphere."""
 
     def __init__(self, target: str) -> None:
-        self.config = _Config(target)
+        super().__init__(FieldConfig(target=target, linear="dense", width=4, hidden_layers=1))
 
-    def evaluate(self, points: np.ndarray) -> np.ndarray:
+    def values(self, points: np.ndarray, chunk: int = 65536) -> np.ndarray:
         distance = np.linalg.norm(points, axis=-1) - RADIUS  # negative inside
         return (-SHARPNESS * distance if self.config.target == "occupancy" else distance).astype(np.float32)
 

@@ -5,6 +5,7 @@ import shutil
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 
 from sine_fields.errors import UserError
@@ -21,9 +22,14 @@ def test_a_finished_run_loads_in_the_normalised_frame(fitted_run):
     run = load_run(fitted_run)
     metrics = json.loads((fitted_run / "metrics.json").read_text())
     assert run.name == fitted_run.name and run.num_parameters == metrics["num_parameters"]
-    assert len(run.mesh.faces) > 0
+    mesh = run.mesh("normalised")
+    assert len(mesh.faces) > 0
     # The capsule's longest side is 1 in the normalised frame, centred at the origin.
-    assert run.mesh.bounds[1].max() < 0.56 and run.mesh.bounds[0].min() > -0.56 and run.mesh.extents.max() > 0.8
+    assert mesh.bounds[1].max() < 0.56 and mesh.bounds[0].min() > -0.56 and mesh.extents.max() > 0.8
+    # The original frame is the capsule's own: radius 0.3, height 0.5 + 2 * 0.3 along z.
+    truth = run.ground_truth_mesh("original")
+    assert np.allclose(truth.extents, [0.6, 0.6, 1.1], atol=1e-6)
+    assert np.allclose(run.normalisation.apply(run.mesh("original").vertices), mesh.vertices)
 
 
 def test_missing_folder(tmp_path):
