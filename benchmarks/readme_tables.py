@@ -140,6 +140,7 @@ TABLES: dict[str, Table] = {
     "vit-rank8": Table(RESULTS + "vit_rank8.json", from_benchmark("vit")),
     "lora": Table(RESULTS + "lora.json", from_benchmark("lora")),
     "lora-rank16": Table(RESULTS + "lora_rank16.json", from_benchmark("lora")),
+    "lora-plain-rank": Table(RESULTS + "lora_plain_rank.json", from_benchmark("lora", "plain_rank_markdown")),
     "nerf-cpu": Table((RESULTS + "nerf.json",), nerf_runs),
     "nerf-400": Table((RESULTS + "nerf-400-vanilla.json", RESULTS + "nerf-400.json"), nerf_runs),
 }
