@@ -7,7 +7,9 @@ are ``ShapeRun.fit``'s own behaviour). A mesh that fails is a row with its one-l
 go on. ``summary.md`` and ``summary.csv`` list every mesh's metrics and packed sizes.
 
 Ray is optional (the ``scale`` extra): without it ``fit_many`` raises a ``UserError`` saying how to
-install it. With no address Ray starts a local cluster of this machine's cores.
+install it. With no address Ray starts a local cluster of this machine's cores. ``executor="local"`` runs
+the same task function one fit after another in this process, for a machine where Ray's cluster cannot
+start (Ray's raylet gives its agents a fixed 15 s to start, which a heavily loaded machine can miss).
 """
 
 from __future__ import annotations
@@ -22,7 +24,8 @@ from pathlib import Path
 from sine_fields.errors import UserError
 from sine_fields.shapes.config import FitConfig
 
-__all__ = ["ManyResult", "SUMMARY_COLUMNS", "fit_many", "mesh_folders", "read_mesh_list", "summary_csv", "summary_markdown"]
+__all__ = ["ManyResult", "SUMMARY_COLUMNS", "fit_many", "mesh_folders", "read_mesh_list", "start_ray", "summary_csv",
+           "summary_markdown"]
 
 SUMMARY_COLUMNS = ("mesh", "run", "status", "iou", "iou_near_surface", "chamfer_l1", "normal_consistency", "fscore",
                    "num_parameters", "bytes_16", "bytes_8", "fit_seconds", "reason")
@@ -145,7 +148,9 @@ def summary_csv(rows: list[dict]) -> str:
     return buffer.getvalue()
 
 
-def _start_ray(address: str | None, cpus: int | None):
+def start_ray(address: str | None = None, cpus: int | None = None):
+    """``(ray, started)``: Ray, joined to ``address`` or to a new local cluster (``started`` True: shut it
+    down when done); an already initialised Ray is used as it is."""
     try:
         import ray
     except ImportError:
@@ -160,15 +165,37 @@ def _start_ray(address: str | None, cpus: int | None):
     except (ConnectionError, RuntimeError, ValueError) as error:
         raise UserError(f"--address {address}: cannot join that Ray cluster ({_one_line(error)})") from None
     except Exception as error:  # noqa: BLE001 - Ray raises a bare Exception when its local node does not start
-        raise UserError(f"Ray's local cluster did not start ({_one_line(error)}); retry, or start one with "
-                        "`ray start --head` and pass its address with --address") from None
+        raise UserError(f"Ray's local cluster did not start ({_one_line(error)}); retry, join a running cluster "
+                        "with --address, or run the fits in this process with --executor local") from None
     return ray, True
 
 
+def _run_in_process(calls: dict[str, tuple], on_done) -> None:
+    """The same tasks one after another in this process (``executor="local"``): no cluster to start."""
+    for mesh, arguments in calls.items():
+        on_done(mesh, fit_one(*arguments))
+
+
+def _run_on_ray(ray, calls: dict[str, tuple], cpus_per_fit: int, on_done) -> None:
+    task = ray.remote(num_cpus=cpus_per_fit, max_retries=0)(fit_one)
+    pending = {task.remote(*arguments): mesh for mesh, arguments in calls.items()}
+    while pending:
+        done, _ = ray.wait(list(pending), num_returns=1)
+        for ref in done:
+            mesh = pending.pop(ref)
+            try:
+                row = ray.get(ref)
+            except Exception as error:  # noqa: BLE001 - a worker that died: its row says why
+                row = {"mesh": mesh, "run": calls[mesh][1], "status": "failed", "reason": f"Ray task failed: {_one_line(error)}"}
+            on_done(mesh, row)
+
+
 def fit_many(meshes: list[str], output: Path, config: FitConfig, address: str | None = None, cpus_per_fit: int = 1,
-             bits: tuple[int, ...] = (16,), finetune_steps: int = 0, device: str = "cpu", progress: bool = True) -> ManyResult:
-    """Fit every mesh in ``meshes`` with ``config`` (its ``mesh`` is ignored) as Ray tasks; returns the
-    summary rows (also written to OUTPUT/summary.md and OUTPUT/summary.csv)."""
+             bits: tuple[int, ...] = (16,), finetune_steps: int = 0, device: str = "cpu", progress: bool = True,
+             executor: str = "ray") -> ManyResult:
+    """Fit every mesh in ``meshes`` with ``config`` (its ``mesh`` is ignored), as Ray tasks (``executor="ray"``)
+    or one after another in this process (``"local"``); returns the summary rows (also written to
+    OUTPUT/summary.md and OUTPUT/summary.csv)."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     from sine_fields.io import atomic_write_text
@@ -184,32 +211,32 @@ def fit_many(meshes: list[str], output: Path, config: FitConfig, address: str | 
     if output.exists() and not output.is_dir():
         raise UserError(f"--output {output} is a file; expected a folder")
     output.mkdir(parents=True, exist_ok=True)
-    ray, started = _start_ray(address, None)
-    try:
-        task = ray.remote(num_cpus=cpus_per_fit, max_retries=0)(fit_one)
-        shared = config.to_dict()
-        shared.pop("mesh")
-        extract = config.extract.to_dict()
-        pending = {task.remote(mesh, str(output / folders[mesh]), shared, extract, tuple(bits), finetune_steps, device,
-                               cpus_per_fit): mesh for mesh in meshes}
-        rows: dict[str, dict] = {}
-        columns = (TextColumn("fit-many"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[last]}"),
-                   TimeElapsedColumn())
-        with Progress(*columns, disable=not progress) as bar:
-            progress_task = bar.add_task("fits", total=len(meshes), last="")
-            while pending:
-                done, _ = ray.wait(list(pending), num_returns=1)
-                for ref in done:
-                    mesh = pending.pop(ref)
-                    try:
-                        rows[mesh] = ray.get(ref)
-                    except Exception as error:  # noqa: BLE001 - a worker that died: its row says why
-                        rows[mesh] = {"mesh": mesh, "run": str(output / folders[mesh]), "status": "failed",
-                                      "reason": f"Ray task failed: {_one_line(error)}"}
-                    bar.update(progress_task, advance=1, last=f"{mesh}: {rows[mesh]['status']}")
-    finally:
-        if started:
-            ray.shutdown()
+    if executor not in ("ray", "local"):
+        raise UserError(f"--executor must be ray or local, got {executor!r}")
+    shared = config.to_dict()
+    shared.pop("mesh")
+    extract = config.extract.to_dict()
+    calls = {mesh: (mesh, str(output / folders[mesh]), shared, extract, tuple(bits), finetune_steps, device, cpus_per_fit)
+             for mesh in meshes}
+    rows: dict[str, dict] = {}
+    columns = (TextColumn("fit-many"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[last]}"),
+               TimeElapsedColumn())
+    with Progress(*columns, disable=not progress) as bar:
+        progress_task = bar.add_task("fits", total=len(meshes), last="")
+
+        def on_done(mesh: str, row: dict) -> None:
+            rows[mesh] = row
+            bar.update(progress_task, advance=1, last=f"{mesh}: {row['status']}")
+
+        if executor == "local":
+            _run_in_process(calls, on_done)
+        else:
+            ray, started = start_ray(address)
+            try:
+                _run_on_ray(ray, calls, cpus_per_fit, on_done)
+            finally:
+                if started:
+                    ray.shutdown()
     ordered = [rows[mesh] for mesh in meshes]
     md = atomic_write_text(output / "summary.md", summary_markdown(ordered))
     table = atomic_write_text(output / "summary.csv", summary_csv(ordered))

@@ -5,19 +5,21 @@ safetensors is a JSON header followed by raw little-endian tensors: opening a fi
 a pickle) and the header holds string metadata, where the field configuration and the normalisation go
 as one compact JSON string under ``METADATA_KEY``.
 
-Two precisions:
+Both precisions store every tensor as integer codes with an affine map per row, ``x = offset + step * code``
+(uint8 codes at 8 bits, 16-bit codes at 16 bits), the ``(offset, step)`` pairs in float32 beside them.
+Uniform 16-bit codes rather than float16: a sine layer multiplies its factors' error by omega (the argument
+``omega * u_i * v_j`` is tens of radians at omega = 1000), so what matters is the absolute error of the large
+entries; float16 keeps 11 significant bits for every entry, a 16-bit code 16 bits of the row's range. On a
+rank-1 bunny fit float16 moved the surface by a Chamfer-L1 of 0.0033 from the run's own mesh.
 
-- 16 bits: every tensor as float16.
-- 8 bits: every tensor as uint8 codes with an affine map per row, ``x = offset + step * code``, the
-  ``(offset, step)`` pairs in float32 beside them. A "row" is taken along the
-  tensor's longer axis (a tensor with more rows than columns is quantised as its transpose), so there
-  are ``min(rows, cols)`` pairs: one per rank-one factor of ``U`` (out x k) and ``V`` (k x in), one per
-  input coordinate of the 3 -> n layer, one for a bias. Per row rather than per tensor because the
-  factors of a low-rank product have no common scale (``u c`` and ``v / c`` give the same product, so
-  training leaves each factor at its own magnitude), and the dense layers' rows differ by orders of
-  magnitude; one range per tensor would spend the 256 levels of the small rows on the large ones.
-  Along the longer axis rather than per output neuron because a per-neuron range of a 3-wide row, or
-  of a rank-1 row of ``U``, would cost more bytes than the codes it describes.
+A "row" is taken along the tensor's longer axis (a tensor with more rows than columns is quantised as its
+transpose), so there are ``min(rows, cols)`` pairs: one per rank-one factor of ``U`` (out x k) and ``V``
+(k x in), one per input coordinate of the 3 -> n layer, one for a bias. Per row rather than per tensor
+because the factors of a low-rank product have no common scale (``u c`` and ``v / c`` give the same
+product, so training leaves each factor at its own magnitude), and the dense layers' rows differ by
+orders of magnitude; one range per tensor would spend the levels of the small rows on the large ones.
+Along the longer axis rather than per output neuron because a per-neuron range of a 3-wide row, or of
+a rank-1 row of ``U``, would cost more bytes than the codes it describes.
 
 The file holds no ground truth and no run folder path: ``load_packed`` rebuilds the field from it alone.
 """
@@ -44,7 +46,6 @@ FORMAT_VERSION = 1
 METADATA_KEY = "sine_fields"
 BITS = (16, 8)
 PACK_SUFFIX = ".sfz"
-_LEVELS = 255  # uint8 codes 0..255
 
 
 @dataclass
@@ -64,20 +65,24 @@ def _as_rows(tensor: Tensor) -> tuple[Tensor, bool]:
     return matrix, False
 
 
-def quantise_rows(tensor: Tensor) -> tuple[Tensor, Tensor]:
-    """Any float tensor -> ``(codes, affine)``: uint8 codes shaped like the rows of ``_as_rows`` and
-    ``(rows, 2)`` float32 ``(offset, step)``; ``dequantise_rows`` inverts it to within ``step / 2`` per entry."""
+def quantise_rows(tensor: Tensor, bits: int = 8) -> tuple[Tensor, Tensor]:
+    """Any float tensor -> ``(codes, affine)``: integer codes shaped like the rows of ``_as_rows`` (uint8 at
+    8 bits; int16 at 16 bits, holding ``code - 32768``) and ``(rows, 2)`` float32 ``(offset, step)``;
+    ``dequantise_rows`` inverts it to within ``step / 2`` per entry, ``step = row range / (2^bits - 1)``."""
+    levels = (1 << bits) - 1
     rows, _ = _as_rows(tensor.detach().float().cpu())
     low, high = rows.min(dim=1).values, rows.max(dim=1).values
-    step = (high - low) / _LEVELS
+    step = (high - low) / levels
     step = torch.where(step > 0, step, torch.ones_like(step))  # a constant row: every code 0 gives `low` exactly
-    codes = torch.round((rows - low[:, None]) / step[:, None]).clamp_(0, _LEVELS).to(torch.uint8)
+    codes = torch.round((rows - low[:, None]) / step[:, None]).clamp_(0, levels).to(torch.int32)
+    codes = codes.to(torch.uint8) if bits == 8 else (codes - 32768).to(torch.int16)
     return codes.contiguous(), torch.stack([low, step], dim=1).contiguous()
 
 
 def dequantise_rows(codes: Tensor, affine: Tensor, shape: torch.Size | tuple[int, ...]) -> Tensor:
     """Invert ``quantise_rows`` back to a float32 tensor of ``shape``."""
-    rows = affine[:, :1].float() + affine[:, 1:].float() * codes.float()
+    values = codes.to(torch.int32) + (32768 if codes.dtype == torch.int16 else 0)
+    rows = affine[:, :1].float() + affine[:, 1:].float() * values.float()
     numel = 1
     for size in shape:
         numel *= int(size)
@@ -90,47 +95,40 @@ def dequantise_rows(codes: Tensor, affine: Tensor, shape: torch.Size | tuple[int
 def pack_bytes(config: FieldConfig, state: dict[str, Tensor], normalisation: Normalisation, bits: int) -> bytes:
     """The packed file's content for a field's ``state_dict`` at ``bits`` (16 or 8).
 
-    The tensors go in as one flat vector in ``state_dict`` order (16 bits: ``values``; 8 bits:
-    ``codes`` plus ``affine``): a field rebuilt from the configuration has the same names and shapes
-    in the same order, so storing them would only add header bytes (about 70 per tensor).
+    The codes go in as one flat vector in ``state_dict`` order (``codes``, then the ``affine`` rows): a
+    field rebuilt from the configuration has the same names and shapes in the same order, so storing
+    them would only add header bytes (about 70 per tensor).
     """
     from safetensors.torch import save
 
     if bits not in BITS:
         raise UserError(f"--bits must be one of {', '.join(map(str, BITS))}, got {bits}")
-    if bits == 16:
-        tensors = {"values": torch.cat([v.detach().float().cpu().reshape(-1) for v in state.values()]).half()}
-    else:
-        parts = [quantise_rows(value) for value in state.values()]
-        tensors = {"codes": torch.cat([codes.reshape(-1) for codes, _ in parts]),
-                   "affine": torch.cat([affine for _, affine in parts])}
+    parts = [quantise_rows(value, bits) for value in state.values()]
+    tensors = {"codes": torch.cat([codes.reshape(-1) for codes, _ in parts]),
+               "affine": torch.cat([affine for _, affine in parts])}
     metadata = {"format": FORMAT, "format_version": FORMAT_VERSION, "bits": bits, "field": config.to_dict(),
                 "normalisation": normalisation.to_dict()}
     return save(tensors, metadata={METADATA_KEY: json.dumps(metadata, separators=(",", ":"))})
 
 
 def _unflatten(template: dict[str, Tensor], tensors: dict[str, Tensor], bits: int) -> dict[str, Tensor]:
-    """The flat vector(s) of a packed file back into a ``state_dict`` shaped like ``template``."""
+    """The flat codes of a packed file back into a ``state_dict`` shaped like ``template``."""
+    expected = torch.uint8 if bits == 8 else torch.int16
+    if tensors["codes"].dtype != expected or tensors["affine"].dtype != torch.float32:
+        raise ValueError(f"codes {tensors['codes'].dtype} / affine {tensors['affine'].dtype} for {bits}-bit codes")
     state, at, row_at = {}, 0, 0
     for name, value in template.items():
         rows, _ = _as_rows(value)
         count = value.numel()
-        if bits == 16:
-            chunk = tensors["values"][at : at + count]
-            if len(chunk) != count:
-                raise ValueError(f"{len(tensors['values'])} values, fewer than the field's parameters")
-            state[name] = chunk.float().reshape(value.shape)
-        else:
-            codes = tensors["codes"][at : at + count]
-            affine = tensors["affine"][row_at : row_at + rows.shape[0]]
-            if len(codes) != count or len(affine) != rows.shape[0]:
-                raise ValueError("fewer codes or affine rows than the field's parameters")
-            state[name] = dequantise_rows(codes.reshape(rows.shape), affine, tuple(value.shape))
-            row_at += rows.shape[0]
+        codes = tensors["codes"][at : at + count]
+        affine = tensors["affine"][row_at : row_at + rows.shape[0]]
+        if len(codes) != count or len(affine) != rows.shape[0]:
+            raise ValueError("fewer codes or affine rows than the field's parameters")
+        state[name] = dequantise_rows(codes.reshape(rows.shape), affine, tuple(value.shape))
+        row_at += rows.shape[0]
         at += count
-    stored = len(tensors["values" if bits == 16 else "codes"])
-    if stored != at:
-        raise ValueError(f"{stored} stored values for a field of {at} parameters")
+    if len(tensors["codes"]) != at or len(tensors["affine"]) != row_at:
+        raise ValueError(f"{len(tensors['codes'])} stored codes for a field of {at} parameters")
     return state
 
 

@@ -231,6 +231,8 @@ class FitMany:
     """8 bits only: quantisation-aware fine-tuning steps before packing."""
     device: str = "cpu"
     """device of each fit: cpu, cuda, ... (auto picks CUDA when a worker sees one)."""
+    executor: Literal["ray", "local"] = "ray"
+    """ray: one Ray task per fit; local: the same fits one after another in this process (no cluster)."""
 
     def main(self) -> int:
         from sine_fields.shapes.many import fit_many, read_mesh_list
@@ -238,7 +240,8 @@ class FitMany:
         meshes = list(self.meshes) + (read_mesh_list(self.list) if self.list is not None else [])
         config = FitConfig(meshes[0] if meshes else "", self.field, self.train, self.extract)
         result = fit_many(meshes, self.output, config, address=self.address, cpus_per_fit=self.cpus_per_fit,
-                          bits=tuple(self.bits), finetune_steps=self.finetune_steps, device=self.device)
+                          bits=tuple(self.bits), finetune_steps=self.finetune_steps, device=self.device,
+                          executor=self.executor)
         print(result.summary_md.read_text(), end="")
         print(f"summary: {result.summary_md} and {result.summary_csv}; {len(result.rows) - len(result.failed)} of "
               f"{len(result.rows)} meshes fitted")
