@@ -103,16 +103,26 @@ class Extract:
 
 @dataclass
 class Score:
-    """Re-score a run's mesh and field; rewrites metrics.json."""
+    """Re-score a run's mesh and field; rewrites metrics.json. Given a packed file (sine-fields pack)
+    and its ground truth (--mesh), scores what the file unpacks to and writes nothing."""
 
     run: tyro.conf.Positional[Path]
-    """run folder written by `sine-fields fit`."""
+    """run folder written by `sine-fields fit`, or a packed file written by `sine-fields pack`."""
     device: str = "auto"
     """auto, cpu, cuda, ..."""
+    mesh: str | None = None
+    """packed files only: the ground truth (`bunny`, `cgal:<name>` or a mesh file)."""
+    resolution: int = 256
+    """packed files only: extraction grid cells per axis (coarse-to-fine: 32 * 2^m)."""
 
     def main(self) -> int:
         from sine_fields.shapes.run import ShapeRun
 
+        if self.run.is_file():  # a packed shape: scored on what it unpacks to
+            from sine_fields.shapes.pack_commands import evaluate_packed
+
+            _print_metrics(self.run, evaluate_packed(self.run, self.mesh, self.resolution, device=self.device))
+            return 0
         _print_metrics(self.run, ShapeRun.open(self.run).score(self.device))
         return 0
 
