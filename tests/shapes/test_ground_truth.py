@@ -50,3 +50,23 @@ def test_sphere_center_constants_are_used():
     gt = GroundTruth(sphere_mesh())
     assert np.allclose(gt.normalisation.center, SPHERE_CENTER, atol=1e-9)
     assert gt.normalisation.scale == pytest.approx(1 / (2 * SPHERE_RADIUS), rel=1e-3)
+
+
+def test_surface_samples_are_area_weighted_seeded_and_thread_one_stream():
+    from sine_fields.shapes.ground_truth import sample_surface
+
+    # Two triangles in z = 0 with areas 0.5 and 1.5: a quarter of the samples land on the first.
+    mesh = trimesh.Trimesh([[0, 0, 0], [1, 0, 0], [0, 1, 0], [3, 0, 0], [4, 0, 0], [3, 3, 0]],
+                           [[0, 1, 2], [3, 4, 5]], process=False)
+    points, normals = sample_surface(mesh, 20_000, np.random.default_rng(0))
+    assert points.shape == normals.shape == (20_000, 3)
+    assert np.allclose(points[:, 2], 0) and np.allclose(np.abs(normals[:, 2]), 1)
+    first = points[:, 0] < 2
+    assert abs(first.mean() - 0.25) < 0.015
+    assert (points[first, 0] + points[first, 1] <= 1 + 1e-9).all()  # inside the first triangle
+    again, _ = sample_surface(mesh, 20_000, np.random.default_rng(0))
+    assert np.array_equal(points, again)
+    rng = np.random.default_rng(0)
+    a, _ = sample_surface(mesh, 100, rng)
+    b, _ = sample_surface(mesh, 100, rng)  # the same generator continues: new points
+    assert not np.array_equal(a, b)
