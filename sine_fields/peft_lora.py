@@ -67,6 +67,22 @@ __all__ = [
     "to_plain_lora",
 ]
 
+def _check_peft_has_lora_variants(layer_cls: type = PeftLoraLinear, config_cls: type = LoraConfig) -> None:
+    # Older PEFT ignores a layer's lora_variants and the config's variant tags: the layers would run
+    # as plain LoRA without a word. Check for the registry itself rather than a version number.
+    use_dora = next((f for f in dataclasses.fields(config_cls) if f.name == "use_dora"), None)
+    tagged = use_dora is not None and use_dora.metadata.get("is_lora_variant")
+    if not hasattr(layer_cls, "resolve_lora_variant") or not tagged:
+        import peft
+
+        raise ImportError(
+            f"sine_fields.peft_lora needs PEFT's LoRA-variant registry (peft >= 0.21); peft {peft.__version__} "
+            "is installed: pip install -U peft"
+        )
+
+
+_check_peft_has_lora_variants()
+
 CONFIG_NAME = "adapter_config.json"
 WEIGHTS_NAME = "adapter_model.safetensors"
 # The peft_type written to adapter_config.json. It is not a PeftType, so PEFT's config lookup raises
@@ -271,7 +287,9 @@ class SineDoraVariant(SineLoraVariant):
         module.lora_magnitude_vector[adapter_name] = holder
 
     @staticmethod
-    def _factor(module: PeftSineLoRALinear, adapter: str, base_out_in: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def _factor(
+        module: PeftSineLoRALinear, adapter: str, base_out_in: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """(per-output factor ``m / ||W0 + delta||``, delta), both float32 (out,) and (out, in)."""
         delta = _sine_delta(module, adapter).float()
         norm = torch.linalg.vector_norm(base_out_in.float() + delta, dim=1).detach()
@@ -377,7 +395,9 @@ def _sine_configs(model: PeftModel, adapter_names: list[str] | None = None) -> d
             raise ValueError(f"the model has no adapter {name!r}; it has {sorted(model.peft_config)}")
         config = model.peft_config[name]
         if not isinstance(config, SineLoraConfig):
-            raise ValueError(f"adapter {name!r} is a {type(config).__name__}, not a Sine-LoRA adapter (register_sine_lora)")
+            raise ValueError(
+                f"adapter {name!r} is a {type(config).__name__}, not a Sine-LoRA adapter (register_sine_lora)"
+            )
         configs[name] = config
     return configs
 
@@ -452,7 +472,9 @@ def load_sine_lora(
         if is_trainable:
             model.set_requires_grad(adapter_name)
         return model
-    return PeftModel.from_pretrained(model, str(folder), adapter_name=adapter_name, is_trainable=is_trainable, config=config)
+    return PeftModel.from_pretrained(
+        model, str(folder), adapter_name=adapter_name, is_trainable=is_trainable, config=config
+    )
 
 
 # ---------------------------------------------------------------------------------------------

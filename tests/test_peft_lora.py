@@ -2,6 +2,7 @@
 lora_bias, per-adapter omega, save and reload, stock PEFT refusing the folder, mixed precision."""
 
 import copy
+import dataclasses
 import json
 import subprocess
 import sys
@@ -17,6 +18,7 @@ transformers = pytest.importorskip("transformers", reason="transformers is a dep
 
 from sine_fields.peft_lora import (  # noqa: E402
     SINE_PEFT_TYPE,
+    _check_peft_has_lora_variants,
     PeftSineLoRALinear,
     SineLoraConfig,
     load_sine_lora,
@@ -369,3 +371,18 @@ def test_save_refuses_a_model_with_a_plain_adapter(tmp_path, tiny_llama):
     with pytest.raises(ValueError, match="not a Sine-LoRA adapter"):
         save_sine_lora(plain, tmp_path)
     assert not any(Path(tmp_path).iterdir())
+
+
+def test_a_peft_without_the_lora_variant_registry_is_refused_at_import():
+    @dataclasses.dataclass
+    class OldLoraConfig:  # PEFT before the registry: use_dora is a plain field
+        use_dora: bool = False
+
+    class OldLinear:
+        pass
+
+    _check_peft_has_lora_variants()  # the installed PEFT has it
+    with pytest.raises(ImportError, match=r"needs PEFT's LoRA-variant registry \(peft >= 0.21\)"):
+        _check_peft_has_lora_variants(OldLinear, OldLoraConfig)
+    with pytest.raises(ImportError, match="peft >= 0.21"):
+        _check_peft_has_lora_variants(peft.tuners.lora.layer.Linear, OldLoraConfig)
