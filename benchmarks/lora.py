@@ -197,7 +197,16 @@ def markdown(result: dict) -> str:
         text += markdown_table(["lr", "LoRA validation loss"], [[f"{s['lr']:g}", f"{s['validation_loss']:.4f}"] for s in sweep["lr"]])
     if sweep["omega"]:
         text += f"\nSine-LoRA omega sweep (rank {sweep['rank']}, lr {result['lr']:g}, German validation cookies, seed {sweep['seed']}):\n\n"
-        text += markdown_table(["omega", "Sine-LoRA validation loss"], [[f"{s['omega']:g}", f"{s['validation_loss']:.4f}"] for s in sweep["omega"]])
+        if all("plain_rank_median" in s for s in sweep["omega"]):
+            # Sweeps recorded since the plain-rank measurement also show how omega moves the update's rank.
+            header = ["omega", "Sine-LoRA validation loss", f"plain rank for {sweep['omega'][0]['plain_rank_energy']:.0%} (median / max)"]
+            rows = [
+                [f"{s['omega']:g}", f"{s['validation_loss']:.4f}", f"{s['plain_rank_median']:g} / {s['plain_rank_max']}"]
+                for s in sweep["omega"]
+            ]
+            text += markdown_table(header, rows)
+        else:
+            text += markdown_table(["omega", "Sine-LoRA validation loss"], [[f"{s['omega']:g}", f"{s['validation_loss']:.4f}"] for s in sweep["omega"]])
     return text
 
 
@@ -259,7 +268,16 @@ def main(argv: list[str] | None = None) -> int:
     else:
         for candidate in args.sweep_omegas:
             run = finetune(base, "sine", args.sweep_rank, candidate, german.train, validation_ids, lr=lr, seed=sweep_seed, check_merge=False, **common)
-            sweep["omega"].append({"omega": candidate, "validation_loss": run["eval_loss"]})
+            plain = run["plain_rank"]
+            sweep["omega"].append(
+                {
+                    "omega": candidate,
+                    "validation_loss": run["eval_loss"],
+                    "plain_rank_median": plain["median"],
+                    "plain_rank_max": plain["max"],
+                    "plain_rank_energy": plain["energy"],
+                }
+            )
             log(f"omega sweep: Sine-LoRA omega={candidate:g} validation loss {run['eval_loss']:.4f}")
         omega = min(sweep["omega"], key=lambda s: s["validation_loss"])["omega"]
     log(f"lr = {lr:g}, omega = {omega:g}")

@@ -67,6 +67,7 @@ __all__ = [
     "to_plain_lora",
 ]
 
+
 def _check_peft_has_lora_variants(layer_cls: type = PeftLoraLinear, config_cls: type = LoraConfig) -> None:
     # Older PEFT ignores a layer's lora_variants and the config's variant tags: the layers would run
     # as plain LoRA without a word. Check for the registry itself rather than a version number.
@@ -226,6 +227,11 @@ def _sine_delta(module: PeftSineLoRALinear, adapter: str) -> torch.Tensor:
     return sine_weight(weight_B, weight_A, module.sine_omega[adapter], gain) * module.scaling[adapter]
 
 
+def _at_least_float32(tensor: torch.Tensor) -> torch.dtype:
+    # Norms and merges of half-precision weights in float32; float64 stays float64.
+    return torch.promote_types(tensor.dtype, torch.float32)
+
+
 def _lora_bias(module: PeftLoraLinear, adapter: str) -> torch.Tensor | None:
     # PEFT's merge adds lora_B.bias * scaling to the base bias; the unmerged forward adds the same.
     if not module.lora_bias.get(adapter):
@@ -279,8 +285,9 @@ class SineDoraVariant(SineLoraVariant):
 
         SineLoraVariant.init(module, adapter_name, config)
         base = _out_in(module, module.get_base_layer().weight)
+        dtype = _at_least_float32(base)
         with torch.no_grad():
-            magnitude = torch.linalg.vector_norm(base.float() + _sine_delta(module, adapter_name).float(), dim=1)
+            magnitude = torch.linalg.vector_norm(base.to(dtype) + _sine_delta(module, adapter_name).to(dtype), dim=1)
         # PEFT's DoRA holder: the same state-dict key (lora_magnitude_vector.<adapter>.weight) as stock DoRA.
         holder = DoraLinearLayer(fan_in_fan_out=module.fan_in_fan_out)
         holder.weight = nn.Parameter(magnitude.to(module.lora_A[adapter_name].weight.dtype))
@@ -290,10 +297,11 @@ class SineDoraVariant(SineLoraVariant):
     def _factor(
         module: PeftSineLoRALinear, adapter: str, base_out_in: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """(per-output factor ``m / ||W0 + delta||``, delta), both float32 (out,) and (out, in)."""
-        delta = _sine_delta(module, adapter).float()
-        norm = torch.linalg.vector_norm(base_out_in.float() + delta, dim=1).detach()
-        return module.lora_magnitude_vector[adapter].weight.float() / norm, delta
+        """(per-output factor ``m / ||W0 + delta||``, delta): (out,) and (out, in), at least float32."""
+        dtype = _at_least_float32(base_out_in)
+        delta = _sine_delta(module, adapter).to(dtype)
+        norm = torch.linalg.vector_norm(base_out_in.to(dtype) + delta, dim=1).detach()
+        return module.lora_magnitude_vector[adapter].weight.to(dtype) / norm, delta
 
     @staticmethod
     def _refuse_stacked(module: PeftSineLoRALinear, adapter: str) -> None:
@@ -309,7 +317,7 @@ class SineDoraVariant(SineLoraVariant):
         base = _out_in(module, orig_weight)
         factor, delta = SineDoraVariant._factor(module, active_adapter, base)
         module._cache_store(f"{active_adapter}-sine-dora-factor", factor)
-        merged = factor[:, None] * (base.float() + delta)
+        merged = factor[:, None] * (base.to(delta.dtype) + delta)
         return _out_in(module, merged).to(orig_weight.dtype)
 
     @staticmethod
@@ -319,8 +327,8 @@ class SineDoraVariant(SineLoraVariant):
     @staticmethod
     def unmerge(module: PeftSineLoRALinear, active_adapter: str, orig_weight: torch.Tensor) -> torch.Tensor:
         factor = module._cache_pop(f"{active_adapter}-sine-dora-factor")
-        delta = _sine_delta(module, active_adapter).float()
-        base = _out_in(module, orig_weight.data).float() / factor[:, None] - delta
+        delta = _sine_delta(module, active_adapter).to(factor.dtype)
+        base = _out_in(module, orig_weight.data).to(factor.dtype) / factor[:, None] - delta
         return _out_in(module, base).to(orig_weight.dtype)
 
     @staticmethod
@@ -527,7 +535,8 @@ def plain_rank_report(model: PeftModel, adapter_name: str = "default", energy: f
     energy = _check_energy(energy)
     rows = []
     for name, module in _sine_layers(model, adapter_name):
-        delta = _sine_delta(module, adapter_name).float()
+        delta = _sine_delta(module, adapter_name)
+        delta = delta.to(_at_least_float32(delta))  # no SVD in half precision
         singular_values = torch.linalg.svdvals(delta)
         rows.append(
             {
@@ -585,7 +594,8 @@ def to_plain_lora(
 
     report, rank_pattern = [], {}
     for name, module in layers:
-        delta = _sine_delta(module, adapter_name).float()
+        delta = _sine_delta(module, adapter_name)
+        delta = delta.to(_at_least_float32(delta))  # no SVD in half precision
         if rank is not None and rank > min(delta.shape):
             raise ValueError(f"rank={rank} is larger than min(out, in) = {min(delta.shape)} of {_module_key(name)}")
         U, S, Vh = torch.linalg.svd(delta, full_matrices=False)
