@@ -114,8 +114,8 @@ class Plan:
     """Iterations at most (0: planned from the timing at the start)."""
     eval_every: int = 0
     """Iterations between two points of the PSNR curve (0: cap / evals_per_cap)."""
-    evals_per_cap: int = 40
-    min_fraction: float = 0.25
+    evals_per_cap: int = 24
+    min_fraction: float = 0.5
     """The convergence test starts at this fraction of the cap (early plateaus are not convergence)."""
 
     @property
@@ -480,7 +480,7 @@ def dependent_jobs(scenes: list[str], plan: Plan, omegas: dict) -> list[Job]:
     return jobs
 
 
-def time_iterations(scene: dict, recipe: Recipe, kind: str, rank: int, device: torch.device, steps: int = 12) -> dict:
+def time_iterations(scene: dict, recipe: Recipe, kind: str, rank: int, device: torch.device, steps: int = 12, evaluate: bool = True) -> dict:
     """Seconds per training iteration and per PSNR-curve evaluation of one field, alone on the device."""
     field = build_field(recipe, kind, rank, 100.0).to(device)
     train = view_rays(scene, scene["train"], recipe.box, device)
@@ -508,15 +508,16 @@ def time_iterations(scene: dict, recipe: Recipe, kind: str, rank: int, device: t
     sync()
     per_iteration = (time.perf_counter() - started) / steps
     started = time.perf_counter()
-    held_out_psnr(field, tests, recipe)
-    sync()
+    if evaluate:
+        held_out_psnr(field, tests, recipe)
+        sync()
     return {"kind": kind, "rank": rank, "seconds_per_iteration": per_iteration, "seconds_per_curve_point": time.perf_counter() - started, "load_average": list(os.getloadavg())}
 
 
 def plan_cap(timings: dict[str, dict], jobs_per_kind: dict[str, int], budget: float, plan: Plan) -> Plan:
     """The largest equal cap for which every run, if none converged early, fits in ``budget`` seconds
-    run one after another on the device (the processes share it; running them side by side only hides
-    each one's launch gaps), with ``plan.evals_per_cap`` curve points each."""
+    of runs one after another alone on the device (``timings``), with ``plan.evals_per_cap`` curve points
+    each. Runs side by side go faster than that by the probe's measured speedup: the caller scales ``budget``."""
     per_cap_iteration = sum(jobs_per_kind[k] * timings[k]["seconds_per_iteration"] for k in jobs_per_kind)
     evals = sum(jobs_per_kind[k] * plan.evals_per_cap * timings[k]["seconds_per_curve_point"] for k in jobs_per_kind)
     cap = int((budget - evals) / per_cap_iteration)
@@ -530,20 +531,79 @@ def plan_cap(timings: dict[str, dict], jobs_per_kind: dict[str, int], budget: fl
 # --- running many jobs ---------------------------------------------------------------------------
 
 
-def _worker(scenes_path: str, recipe: Recipe, plan: Plan, device: str, deadline: float, tasks, results) -> None:
-    """A process that trains the jobs it takes from ``tasks`` and reports on ``results``."""
+def _worker(scenes_path: str, recipe: Recipe, device: str, deadline: float, tasks, results) -> None:
+    """A process that trains the ``(job, plan)`` it takes from ``tasks`` and reports on ``results``."""
     torch.set_num_threads(1)
     scenes = load_scenes(Path(scenes_path))
+    torch.zeros(1, device=device)  # start the device context before saying ready (it takes seconds)
+    results.put(("ready", str(os.getpid()), None))
     while True:
-        job = tasks.get()
-        if job is None:
+        item = tasks.get()
+        if item is None:
             return
+        job, plan = item
         try:
+            if job.phase == "probe":
+                timing = time_iterations(scenes[job.scene], recipe, job.kind, job.rank, torch.device(device), steps=PROBE_STEPS, evaluate=False)
+                results.put(("probe", job.key, timing))
+                continue
             record = train_run(job, scenes[job.scene], recipe, plan, torch.device(device), deadline,
                                progress=lambda update, key=job.key: results.put(("progress", key, update)))
             results.put(("done", job.key, record))
         except Exception:  # noqa: BLE001 - a failed run is recorded with its traceback; the others go on
             results.put(("failed", job.key, traceback.format_exc()))
+
+
+PROBE_STEPS = 20
+
+
+class WorkerPool:
+    """Processes that share the device, each training one run at a time."""
+
+    def __init__(self, scenes_path: Path, recipe: Recipe, device: str, workers: int, deadline: float) -> None:
+        context = mp.get_context("spawn")
+        self.tasks, self.results = context.Queue(), context.Queue()
+        self.processes = [context.Process(target=_worker, args=(str(scenes_path), recipe, device, deadline, self.tasks, self.results), daemon=True)
+                          for _ in range(workers)]
+        for process in self.processes:
+            process.start()
+        ready = 0
+        while ready < workers:
+            try:
+                message, _, payload = self.results.get(timeout=5)
+            except queue.Empty:
+                if not all(p.is_alive() for p in self.processes):
+                    raise RuntimeError("a worker process died while starting")
+                continue
+            ready += message == "ready"
+
+    def probe(self, scene: str, mix: dict[str, int], rank: int, timings: dict[str, dict]) -> dict:
+        """Every process trains ``PROBE_STEPS`` (+3 warm-up) iterations of a field at once, kinds in the
+        proportions of ``mix``: how much faster than one after another (``timings``, each alone) they go."""
+        workers = len(self.processes)
+        total = sum(mix.values())
+        kinds = [k for k in mix for _ in range(round(workers * mix[k] / total))][:workers]
+        kinds += [max(mix, key=mix.get)] * (workers - len(kinds))
+        started = time.perf_counter()
+        for i, kind in enumerate(kinds):
+            self.tasks.put((Job(scene, kind, rank, 100.0, i, "probe"), None))
+        done = 0
+        while done < workers:
+            message, key, payload = self.results.get(timeout=300)
+            if message == "failed":
+                raise RuntimeError(f"probe {key} failed:\n{payload}")
+            done += message == "probe"
+        wall = time.perf_counter() - started
+        alone = sum((PROBE_STEPS + 3) * timings[k]["seconds_per_iteration"] for k in kinds)
+        return {"kinds": kinds, "wall_seconds": wall, "alone_seconds": alone, "speedup": alone / wall, "load_average": list(os.getloadavg())}
+
+    def close(self) -> None:
+        for _ in self.processes:
+            self.tasks.put(None)
+        for process in self.processes:
+            process.join(timeout=10)
+            if process.is_alive():
+                process.terminate()
 
 
 class Report:
@@ -566,7 +626,7 @@ class Report:
             self.last_write = time.time()
 
 
-def run_jobs(scenes_path: Path, scene_names: list[str], recipe: Recipe, plan: Plan, device: str, workers: int,
+def run_jobs(scenes_path: Path, scene_names: list[str], recipe: Recipe, plan: Plan, device: str, pool: WorkerPool | None,
              deadline: float, report: Report, log) -> None:
     """Run the sweep, the dense and low-rank runs, then the sine runs at the chosen omegas."""
     first = independent_jobs(scene_names, plan)
@@ -575,7 +635,7 @@ def run_jobs(scenes_path: Path, scene_names: list[str], recipe: Recipe, plan: Pl
     for job in first:
         report.update(job.key, job, status="queued")
     report.write()
-    if workers == 0:  # in this process, one run after another (the CPU path and the tests)
+    if pool is None:  # in this process, one run after another (the CPU path and the tests)
         scenes = load_scenes(scenes_path)
         todo = list(first)
         while todo:
@@ -592,13 +652,9 @@ def run_jobs(scenes_path: Path, scene_names: list[str], recipe: Recipe, plan: Pl
                 todo += more
             report.write()
         return
-    context = mp.get_context("spawn")
-    tasks, results = context.Queue(), context.Queue()
-    processes = [context.Process(target=_worker, args=(str(scenes_path), recipe, plan, device, deadline, tasks, results), daemon=True) for _ in range(workers)]
-    for process in processes:
-        process.start()
+    tasks, results, processes = pool.tasks, pool.results, pool.processes
     for job in first:
-        tasks.put(job)
+        tasks.put((job, plan))
     outstanding = set(by_key)
     while outstanding:
         try:
@@ -627,14 +683,8 @@ def run_jobs(scenes_path: Path, scene_names: list[str], recipe: Recipe, plan: Pl
                 by_key[job.key] = job
                 outstanding.add(job.key)
                 report.update(job.key, job, status="queued")
-                tasks.put(job)
+                tasks.put((job, plan))
         report.write()
-    for _ in processes:
-        tasks.put(None)
-    for process in processes:
-        process.join(timeout=10)
-        if process.is_alive():
-            process.terminate()
 
 
 FINISHED = ("converged", "cap", "deadline", "diverged", "failed")
@@ -813,15 +863,34 @@ def command_run(args) -> int:
 
     timings = {}
     jobs_per_kind = _jobs_per_kind(names, plan)
+    deadline = started + args.budget_seconds
     if plan.cap == 0:
         first = scenes[names[0]]
         top = max(plan.ranks)
         timings = {kind: time_iterations(first, recipe, kind, top, torch.device(device)) for kind in KINDS}
         if device.startswith("cuda"):
             torch.cuda.empty_cache()
+        log(f"timings alone: {timings}")
+    pool = WorkerPool(scenes_path, recipe, device, args.workers, deadline) if args.workers > 0 else None
+    try:
+        return _plan_and_run(args, started, scenes_path, scenes, recipe, plan, device, timings, jobs_per_kind, deadline, pool, log)
+    finally:
+        if pool is not None:
+            pool.close()
+
+
+def _plan_and_run(args, started, scenes_path, scenes, recipe, plan, device, timings, jobs_per_kind, deadline, pool, log) -> int:
+    names = list(scenes)
+    concurrency = None
+    if plan.cap == 0:
+        speedup = 1.0
+        if pool is not None:
+            concurrency = pool.probe(names[0], jobs_per_kind, max(plan.ranks), timings)
+            speedup = concurrency["speedup"]
+            log(f"probe: {concurrency}")
         remaining = args.budget_seconds - (time.time() - started)
-        plan = plan_cap(timings, jobs_per_kind, remaining * args.safety, plan)
-        log(f"timings {timings}; cap {plan.cap} iterations, curve point every {plan.eval_every}")
+        plan = plan_cap(timings, jobs_per_kind, remaining * args.safety * speedup, plan)
+        log(f"cap {plan.cap} iterations, curve point every {plan.eval_every}, convergence test from {plan.min_iterations}")
     header = {
         "command": " ".join(["benchmarks/nerf.py", *sys.argv[1:]]) if args.argv is None else " ".join(["benchmarks/nerf.py", *args.argv]),
         "description": "dense vs plain low-rank vs sine low-rank vanilla-NeRF fields, each trained to convergence",
@@ -830,6 +899,8 @@ def command_run(args) -> int:
         "plan": {**asdict(plan), "min_iterations": plan.min_iterations, "budget_seconds": args.budget_seconds, "safety": args.safety,
                  "jobs_per_kind": jobs_per_kind, "workers": args.workers},
         "timings_alone_on_device": timings,
+        "concurrency_probe": concurrency,
+        "mps": os.environ.get("NERF_BENCH_MPS", "not set"),
         "scenes": {n: {"train_views": int(len(s["train"])), "test_views": int(len(s["test"])), "resolution": list(s["images"].shape[1:3])} for n, s in scenes.items()},
         "parameters": {variant_name(k, r, 0.0).replace("-w0", ""): count_parameters(build_field(recipe, k, r, 100.0))
                        for k, r in [("dense", 0)] + [(k, r) for k in ("lowrank", "sine") for r in plan.ranks]},
@@ -837,8 +908,7 @@ def command_run(args) -> int:
         "matmul_precision": "highest (float32 products, no TF32)",
     }
     report = Report(args.output, header)
-    deadline = started + args.budget_seconds
-    run_jobs(scenes_path, names, recipe, plan, device, args.workers, deadline, report, log)
+    run_jobs(scenes_path, names, recipe, plan, device, pool, deadline, report, log)
     report.data["wall_seconds"] = time.time() - started
     report.data["load_average_end"] = list(os.getloadavg())
     report.write()
