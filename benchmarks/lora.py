@@ -144,8 +144,8 @@ def plain_rank_markdown(result: dict) -> str:
     ]
     return (
         f"Plain LoRA rank needed to keep {energy:.0%} of each trained update's squared Frobenius norm "
-        f"(SVD of the update, as `to_plain_lora` exports it), over the {layers} adapted layers of "
-        f"{len(result['config']['seeds'])} seeds; {result['config']['finetune_steps']} fine-tuning steps at lr "
+        f"(SVD of the update, as `to_plain_lora` exports it), over the {layers} adapted layers of seeds "
+        f"{result['config']['seeds']}; {result['config']['finetune_steps']} fine-tuning steps at lr "
         f"{result['lr']:g}.\n\n" + markdown_table(header, rows)
     )
 
@@ -208,6 +208,25 @@ def markdown(result: dict) -> str:
         else:
             text += markdown_table(["omega", "Sine-LoRA validation loss"], [[f"{s['omega']:g}", f"{s['validation_loss']:.4f}"] for s in sweep["omega"]])
     return text
+
+
+def omega_rank_markdown(result: dict) -> str:
+    """The omega sweep with each omega's validation loss and plain rank (sweeps recorded with plain ranks)."""
+    from sine_fields.experiments.common import markdown_table
+
+    sweep = result["sweep"]
+    rows = [
+        [f"{s['omega']:g}", f"{s['validation_loss']:.4f}", f"{s['plain_rank_median']:g} / {s['plain_rank_max']}"]
+        for s in sweep["omega"]
+    ]
+    energy = sweep["omega"][0]["plain_rank_energy"]
+    return (
+        f"Sine-LoRA at rank {sweep['rank']}, seed {sweep['seed']}, lr {result['lr']:g}, "
+        f"{result['config']['finetune_steps']} steps: German validation loss and the plain LoRA rank that keeps "
+        f"{energy:.0%} of each layer's update (median / max over the adapted layers; full rank "
+        f"{min(min(layer['shape']) for run in result['runs'] for layer in run.get('plain_rank', {}).get('layers', []))}).\n\n"
+        + markdown_table(["omega", "validation loss", "plain rank median / max"], rows)
+    )
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -141,6 +141,7 @@ TABLES: dict[str, Table] = {
     "lora": Table(RESULTS + "lora.json", from_benchmark("lora")),
     "lora-rank16": Table(RESULTS + "lora_rank16.json", from_benchmark("lora")),
     "lora-plain-rank": Table(RESULTS + "lora_plain_rank.json", from_benchmark("lora", "plain_rank_markdown")),
+    "lora-plain-rank-omega": Table(RESULTS + "lora_plain_rank_omega.json", from_benchmark("lora", "omega_rank_markdown")),
     "nerf-cpu": Table((RESULTS + "nerf.json",), nerf_runs),
     "nerf-400": Table((RESULTS + "nerf-400-vanilla.json", RESULTS + "nerf-400.json"), nerf_runs),
 }
