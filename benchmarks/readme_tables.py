@@ -111,21 +111,6 @@ def omega_sweeps(results: list[dict]) -> str:
     return _markdown_table(["task", "rank", "omegas tried", "best", "its score", "JSON"], rows)
 
 
-def nerf_runs(results: list[dict]) -> str:
-    """NeRF methods from one or more ``benchmarks/nerf.py`` result files, with each run's setting and load."""
-    runs = [(r, data) for data in results for r in data["results"]]
-    dense = next((r["parameters"] for r, _ in runs if r["method"] == "vanilla-nerf"), None)
-    rows = []
-    for r, data in runs:
-        s, h = data["setting"], r["held_out"]
-        rows.append([r["method"], f"{r['parameters']:,}", f"{100 * r['parameters'] / dense:.1f} %" if dense else "",
-                     f"{h['psnr']:.2f}", f"{h['fine_ssim']:.3f}", f"{r['final_train_loss']:.3f}",
-                     f"{s['iterations']}", f"{r['seconds_per_iteration']:.2f}",
-                     " / ".join(f"{x:.1f}" for x in data["machine"]["load_average_at_end"])])
-    return _markdown_table(["method", "field parameters", "of dense", "PSNR (held-out)", "SSIM", "final train loss",
-                            "iterations", "s / iteration", "load average at end (1 / 5 / 15 min)"], rows)
-
-
 RESULTS = "benchmarks/results/"
 
 # NAME -> Table. One line per table.
@@ -142,8 +127,11 @@ TABLES: dict[str, Table] = {
     "lora-rank16": Table(RESULTS + "lora_rank16.json", from_benchmark("lora")),
     "lora-plain-rank": Table(RESULTS + "lora_plain_rank.json", from_benchmark("lora", "plain_rank_markdown")),
     "lora-plain-rank-omega": Table(RESULTS + "lora_plain_rank_omega.json", from_benchmark("lora", "omega_rank_markdown")),
-    "nerf-cpu": Table((RESULTS + "nerf.json",), nerf_runs),
-    "nerf-400": Table((RESULTS + "nerf-400-vanilla.json", RESULTS + "nerf-400.json"), nerf_runs),
+    "nerf": Table(RESULTS + "nerf.json", from_benchmark("nerf")),
+    "nerf-sweep": Table(RESULTS + "nerf.json", from_benchmark("nerf", "markdown_sweep")),
+    "nerf-verdict": Table(RESULTS + "nerf.json", from_benchmark("nerf", "markdown_verdict")),
+    "nerf-mps-312": Table(RESULTS + "nerf-mps-312.json", from_benchmark("nerf")),
+    "nerf-mps-312-sweep": Table(RESULTS + "nerf-mps-312.json", from_benchmark("nerf", "markdown_sweep")),
 }
 
 
