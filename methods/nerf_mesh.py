@@ -41,7 +41,7 @@ except ImportError:  # pragma: no cover
             return item
 
 
-__all__ = ["GridBox", "NerfMeshOptions", "check_output", "load_pipeline", "main", "mesh_pipeline", "parse_level"]
+__all__ = ["GridBox", "NerfMeshOptions", "check_output", "load_pipeline", "main", "mesh_pipeline", "parse_level", "score_mesh"]
 
 log = logging.getLogger(__name__)
 
@@ -176,7 +176,7 @@ def _count(module: torch.nn.Module) -> int:
     return int(sum(p.numel() for p in module.parameters()))
 
 
-def _score(mesh_vertices: np.ndarray, faces: np.ndarray, ground_truth: Path) -> dict:
+def score_mesh(mesh_vertices: np.ndarray, faces: np.ndarray, ground_truth: Path) -> dict:
     """Shape metrics of a dataset-frame mesh against the ground truth, in the normalised frame."""
     import trimesh
 
@@ -191,7 +191,7 @@ def _score(mesh_vertices: np.ndarray, faces: np.ndarray, ground_truth: Path) -> 
     vertices = normalisation.apply(mesh_vertices) if len(mesh_vertices) else np.zeros((0, 3))
     predicted = trimesh.Trimesh(vertices, faces, process=False)
     metrics = surface_metrics(predicted, truth_normalised, samples=SURFACE_SAMPLES)
-    return metrics | {"ground_truth": str(ground_truth), "normalisation": normalisation.to_dict(),
+    return metrics | {"ground_truth": str(Path(ground_truth).resolve()), "normalisation": normalisation.to_dict(),
                       "frame": "normalised: ground truth centred, longest side 1"}
 
 
@@ -270,7 +270,7 @@ def mesh_pipeline(
     ground_truth = dataset / GROUND_TRUTH if dataset is not None else None
     metrics_path = output / "metrics.json"
     if ground_truth is not None and ground_truth.is_file():
-        metrics = _score(vertices, result.faces, ground_truth)
+        metrics = score_mesh(vertices, result.faces, ground_truth)
         metrics |= {"num_parameters": info["model_parameters"], "field_queries": info["field_queries"], "level": float(level),
                     "level_method": info["level_method"]}
         atomic_write_json(metrics_path, metrics)

@@ -98,8 +98,12 @@ class ShapeViewer:
         for index, run in enumerate(self.runs):
             with gui.add_folder(f"Metrics: {run.name}"):
                 self.metric_panels.append(gui.add_markdown(self._metrics_text(index)))
-        self._build_slice_panel()
-        self._build_extract_panel()
+        if self._field_runs():  # nerf-mesh folders hold a mesh but no field to slice or re-extract
+            self._build_slice_panel()
+            self._build_extract_panel()
+
+    def _field_runs(self) -> list[str]:
+        return [run.name for run in self.runs if run.field_config is not None]
 
     def _metrics_text(self, index: int) -> str:
         run = self.runs[index]
@@ -129,7 +133,7 @@ class ShapeViewer:
         gui = self.server.gui
         with gui.add_folder("Slice plane"):
             self.slice_show = gui.add_checkbox("show slice", True)
-            self.slice_run = gui.add_dropdown("field of", [run.name for run in self.runs])
+            self.slice_run = gui.add_dropdown("field of", self._field_runs())
             self.slice_axis = gui.add_dropdown("normal axis", AXES, initial_value="z")
             self.slice_offset = gui.add_slider("offset", -BOX_HALF, BOX_HALF, 0.01, 0.0)
             self.slice_legend = gui.add_markdown("")
@@ -168,11 +172,11 @@ class ShapeViewer:
     def _build_extract_panel(self) -> None:
         gui = self.server.gui
         with gui.add_folder("Re-extract"):
-            self.extract_run = gui.add_dropdown("run", [run.name for run in self.runs])
+            self.extract_run = gui.add_dropdown("run", self._field_runs())
             self.extract_resolution = gui.add_dropdown("resolution", RESOLUTIONS, initial_value="128")
             self.extract_method = gui.add_dropdown("method", ("coarse-to-fine", "dense"))
             self.extract_level = gui.add_number(
-                "level", self.runs[0].field_config.surface_level, step=0.01,
+                "level", self.runs[self._run_index(self._field_runs()[0])].field_config.surface_level, step=0.01,
                 hint="occupancy: a probability in (0, 1), 0.5 is the surface; SDF: a distance, 0 is the surface",
             )
             self.extract_button = gui.add_button("re-extract")

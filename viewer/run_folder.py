@@ -17,7 +17,12 @@ __all__ = ["ground_truth_of", "load_run", "load_runs"]
 
 
 def load_run(folder: Path | str) -> ShapeRun:
-    """One finished run; anything missing or unreadable is a one-line ``UserError``."""
+    """One finished run (a shape fit, or a ``nerf-mesh`` folder: a mesh and metrics without a field);
+    anything missing or unreadable is a one-line ``UserError``."""
+    from sine_fields.methods.nerf_mesh_folder import NerfMeshFolder
+
+    if NerfMeshFolder.holds(folder):
+        return NerfMeshFolder.open(folder)  # type: ignore[return-value]
     run = ShapeRun.open(folder).require("mesh.ply", "metrics.json", "ground_truth.ply")
     run.metrics  # reads and checks metrics.json now rather than inside a GUI callback
     run.mesh()  # the same for mesh.ply

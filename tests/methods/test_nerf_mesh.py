@@ -289,3 +289,47 @@ def test_a_run_without_checkpoints(trained_run, tmp_path, capsys):
     shutil.copy(config, bare / "config.yml")
     code, err = _run_cli([str(bare / "config.yml"), "--output", str(tmp_path / "out")], capsys)
     assert code == 2 and "no checkpoint" in err and len(err.strip().splitlines()) == 1
+
+
+# --- the viewer shows a nerf-mesh folder beside the ground truth ------------------------------------
+
+
+def test_viewer_shows_a_nerf_mesh_folder_with_error_colouring(tmp_path):
+    import socket
+
+    import viser
+
+    from sine_fields.viewer.app import ShapeViewer, stop_server
+    from sine_fields.viewer.run_folder import ground_truth_of, load_runs
+
+    radius, slope, level = 0.6, 50.0, 10.0
+    dataset = tmp_path / "data"
+    dataset.mkdir()
+    truth = trimesh.creation.icosphere(subdivisions=4, radius=radius - level / slope)
+    truth.export(dataset / "mesh.ply")
+    folder = tmp_path / "duck-mesh"
+    mesh_pipeline(_pipeline(RampBall(radius, slope), IDENTITY), folder, NerfMeshOptions(resolution=64, level=level), dataset)
+    # A second one at another level: the viewer's colouring must tell them apart.
+    mesh_pipeline(_pipeline(RampBall(radius, slope), IDENTITY), tmp_path / "off", NerfMeshOptions(resolution=64, level=12.5), dataset)
+    runs = load_runs([folder, tmp_path / "off"])
+    assert [run.field_config for run in runs] == [None, None]
+    truth_view = ground_truth_of(runs[0])
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    server = viser.ViserServer(host="127.0.0.1", port=port, verbose=False)
+    viewer = ShapeViewer(server, runs, truth_view, "cpu")
+    try:
+        viewer.build()
+        names = [entry.name for entry in viewer.scene.entries]
+        assert names == ["ground truth", "duck-mesh", "off"]
+        # Per-vertex distance to the ground truth in the normalised frame (diameter 1): the mesh at the
+        # ground truth's level lies on it, the other one (0.05 model units inside, radius 0.35 -> 0.4 wide
+        # in the normalised frame: 0.05 / 0.8) is off by a closed-form amount.
+        on, off = viewer.scene.entries[1].distances, viewer.scene.entries[2].distances
+        assert on.mean() < 2e-3
+        assert off.mean() == pytest.approx(0.05 / 0.8, rel=0.1)
+        assert "chamfer_l1" in viewer.metric_panels[0].content and not hasattr(viewer, "slice_run")
+    finally:
+        viewer.close()
+        stop_server(server)

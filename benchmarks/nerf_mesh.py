@@ -1,0 +1,138 @@
+"""Meshes from a trained NeRF, scored against the ground truth: `sine-fields nerf-mesh` at its auto level and
+at fixed density levels, and `ns-export poisson` on the same run, all with the same shape metrics.
+
+    .venv/bin/python benchmarks/nerf_mesh.py RUN/config.yml --output benchmarks/results/nerf_mesh_duck.json
+
+The run's dataset folder must hold the ground-truth `mesh.ply` (`sine-fields data scene` writes it). Every
+mesh, extraction.json and metrics.json is kept under `--work` (default: beside the JSON, in a folder named
+after it, which is not committed). Poisson runs nerfstudio's own exporter in a subprocess with the quick
+point-cloud texture (its default texture unwrapping takes more than 10 minutes on a CPU) and normals from
+open3d (vanilla NeRF has no normal output); its mesh is in the model's frame, which the run's
+dataparser transform maps back to the dataset's, as nerf-mesh does.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+DEFAULT_LEVELS = (1.0, 3.0, 10.0, 30.0, 100.0)
+METRICS = ("chamfer_l1", "chamfer_l2", "normal_consistency", "fscore")
+
+
+def _load() -> list[float]:
+    return [round(v, 2) for v in os.getloadavg()]
+
+
+def mesh_levels(config: Path, work: Path, levels: list[float | None], resolution: int):
+    """nerf-mesh at each level (None: auto) on one loaded pipeline; returns (run info, rows, the
+    dataparser's frame)."""
+    from sine_fields.methods.nerf_density import SceneFrame
+    from sine_fields.methods.nerf_mesh import NerfMeshOptions, load_pipeline, mesh_pipeline
+
+    recorded, pipeline, checkpoint, dataset = load_pipeline(config)
+    frame = SceneFrame.of(pipeline.datamanager.train_dataparser_outputs)
+    run = {"config": str(config), "method": recorded.method_name, "checkpoint": checkpoint.name,
+           "dataset": str(dataset), "model_parameters": int(sum(p.numel() for p in pipeline.model.parameters()))}
+    rows = []
+    for level in levels:
+        name = "auto" if level is None else f"level-{level:g}"
+        folder = work / name
+        shutil.rmtree(folder, ignore_errors=True)
+        load = _load()
+        started = time.perf_counter()
+        info = mesh_pipeline(pipeline, folder, NerfMeshOptions(resolution=resolution, level=level), dataset)
+        rows.append({
+            "mesh": "nerf-mesh", "level_method": info["level_method"], "level": info["level"],
+            "auto_level": info["auto_level"], "resolution": resolution, "method": info["method"],
+            "faces": info["faces"], "field_queries": info["field_queries"],
+            "seconds": round(time.perf_counter() - started, 2), "load_average": load,
+            **{k: info["metrics"][k] for k in METRICS},
+        })
+        print(f"{name}: level {info['level']:.4g}, chamfer_l1 {info['metrics']['chamfer_l1']:.4g}", flush=True)
+    return run, rows, frame
+
+
+def poisson(config: Path, dataset: Path, frame, work: Path, points: int) -> dict:
+    """`ns-export poisson` (point-cloud texture, open3d normals) on the run, scored like nerf-mesh;
+    ``frame`` (a ``SceneFrame``) maps its model-frame mesh to the dataset frame."""
+    from sine_fields.methods.nerf_mesh import score_mesh
+
+    import trimesh
+
+    folder = work / "poisson"
+    shutil.rmtree(folder, ignore_errors=True)
+    command = [str(Path(sys.executable).parent / "ns-export"), "poisson", "--load-config", str(config),
+               "--output-dir", str(folder), "--texture-method", "point_cloud", "--normal-method", "open3d",
+               "--num-points", str(points)]
+    load = _load()
+    started = time.perf_counter()
+    done = subprocess.run(command, capture_output=True, text=True)
+    seconds = time.perf_counter() - started
+    if done.returncode != 0:
+        raise SystemExit(f"ns-export poisson failed ({done.returncode}):\n{done.stderr[-3000:]}")
+    mesh = trimesh.load(folder / "poisson_mesh.ply", force="mesh", process=False)  # the exporter's file name
+    vertices = frame.to_dataset(mesh.vertices) if len(mesh.vertices) else np.zeros((0, 3))
+    metrics = score_mesh(vertices, np.asarray(mesh.faces), dataset / "mesh.ply")
+    return {"mesh": "ns-export poisson", "command": " ".join(["ns-export"] + command[1:]), "num_points": points,
+            "faces": int(len(mesh.faces)), "seconds": round(seconds, 2), "load_average": load,
+            **{k: metrics[k] for k in METRICS}}
+
+
+def markdown(data: dict) -> str:
+    """The table in docs/radiance-fields.md: one row per mesh, best Chamfer-L1 first among the levels."""
+    header = "| mesh | level (density) | Chamfer-L1 | Chamfer-L2 | normal consistency | F-score (1 %) | faces |"
+    lines = [header, "|---|---|---|---|---|---|---|"]
+    for row in data["rows"]:
+        if row["mesh"] == "nerf-mesh":
+            name = f"nerf-mesh, {row['resolution']}^3"
+            level = f"auto = {row['level']:.3g}" if row["level_method"] == "auto" else f"{row['level']:g}"
+        else:
+            name, level = f"ns-export poisson ({row['num_points']:,} points)", "n/a"
+        lines.append(f"| {name} | {level} | {row['chamfer_l1']:.4f} | {row['chamfer_l2']:.6f} | "
+                     f"{row['normal_consistency']:.3f} | {row['fscore']:.3f} | {row['faces']:,} |")
+    run = data["run"]
+    lines.append("")
+    lines.append(f"Run: `{run['method']}` ({run['model_parameters']:,} parameters), checkpoint `{run['checkpoint']}`; "
+                 f"metrics in the normalised frame (ground truth's longest side 1).")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("config", type=Path, help="config.yml of an ns-train run on a dataset with mesh.ply")
+    parser.add_argument("--output", type=Path, default=ROOT / "benchmarks/results/nerf_mesh_duck.json")
+    parser.add_argument("--work", type=Path, default=None, help="folder for the meshes (default: beside --output)")
+    parser.add_argument("--resolution", type=int, default=256)
+    parser.add_argument("--levels", type=float, nargs="*", default=list(DEFAULT_LEVELS), help="fixed densities")
+    parser.add_argument("--poisson-points", type=int, default=200_000, help="0: skip ns-export poisson")
+    args = parser.parse_args()
+    work = args.work or args.output.parent / "runs" / args.output.stem
+    started = time.perf_counter()
+    load = _load()
+    run, rows, frame = mesh_levels(args.config.resolve(), work, [None, *args.levels], args.resolution)
+    if args.poisson_points > 0:
+        rows.append(poisson(args.config.resolve(), Path(run["dataset"]), frame, work, args.poisson_points))
+    from sine_fields.io import atomic_write_json
+
+    data = {
+        "command": "benchmarks/nerf_mesh.py " + " ".join(sys.argv[1:]),
+        "run": run, "rows": rows,
+        "machine": {"cpu_count": os.cpu_count(), "platform": platform.platform(), "load_average_start": load,
+                    "load_average_end": _load(), "seconds": round(time.perf_counter() - started, 1)},
+    }
+    atomic_write_json(args.output, data)
+    print(markdown(data))
+
+
+if __name__ == "__main__":
+    main()
