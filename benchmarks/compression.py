@@ -291,7 +291,7 @@ def plot(result: dict, path: Path) -> Path:
     columns = min(4, len(meshes) + 1)
     rows_n = math.ceil((len(meshes) + 1) / columns)
     fig, axes = plt.subplots(rows_n, columns, figsize=(4 * columns, 3.2 * rows_n), squeeze=False)
-    panels = [("median mesh", None)] + [(mesh, mesh) for mesh in meshes]
+    panels = [("median mesh", None)] + [(Path(mesh).name if "/" in mesh else mesh, mesh) for mesh in meshes]
     for ax, (title, mesh) in zip(axes.flat, panels):
         for method, (colour, marker) in styles.items():
             if mesh is None:

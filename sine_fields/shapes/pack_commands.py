@@ -25,8 +25,9 @@ from sine_fields.shapes.pack import BITS, PackedShape, load_packed, pack_bytes
 __all__ = ["FINETUNE_STEPS", "FitMany", "Pack", "Unpack", "evaluate_packed", "extract_packed", "pack_run", "score_packed"]
 
 Method = Literal["dense", "coarse-to-fine"]
-# Quantisation-aware fine-tuning for 8 bits: post-training quantisation of a rank-1 sine bunny lost
-# 7.7 % IoU (0.946 -> 0.868); these steps and learning rate recovered most of it (docs/compression.md).
+# Quantisation-aware fine-tuning for 8 bits. Measured on a rank-1 sine bunny fit (300 steps): rounding its
+# weights to 8 bits lost 7.7 % IoU (0.946 -> 0.868) and moved the surface by a Chamfer-L1 of 0.012 from the
+# run's own; 200 fine-tuning steps at this learning rate brought that back to about 0.005.
 FINETUNE_STEPS = 200
 FINETUNE_LR = 1e-4
 
@@ -41,7 +42,10 @@ def _open_run(root: Path):
 
 
 def _finetune(run, field, steps: int) -> list[float]:
-    """Quantisation-aware fine-tuning of ``field`` on the run's own training pool and loss."""
+    """Quantisation-aware fine-tuning of ``field`` on the run's own training pool and loss.
+
+    The ground truth's labels rather than the float field's own predictions: on the rank-1 bunny both
+    ended about 0.005 (Chamfer-L1) from the run's surface, the labels slightly closer (0.0052 vs 0.0058)."""
     import torch
 
     from sine_fields.shapes.fit import _loss
