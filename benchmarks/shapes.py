@@ -38,6 +38,7 @@ from sine_fields.demo import DEMO_RESOLUTION, DEMO_TRAIN, demo_fit
 from sine_fields.errors import UserError
 from sine_fields.io import atomic_write_json
 from sine_fields.shapes.field import SHAPE_OMEGA_RANK1, shape_omega
+from sine_fields.shapes.metrics import METRIC_KEYS
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = Path(__file__).parent / "results" / "shapes.json"
@@ -50,8 +51,6 @@ BUNNY_RANKS = (1, 2, 4, 8, 16)
 CGAL_MESHES = ("cgal:armadillo", "cgal:camel", "cgal:fandisk")
 CGAL_RANKS = (1, 4, 16)
 EXTRACT_RESOLUTION = 256
-METRICS = ("iou", "iou_near_surface", "chamfer_l1", "chamfer_l2", "normal_consistency", "fscore", "num_parameters",
-           "field_queries")
 
 
 def run_fit(mesh: str, linear: str, rank: int, omega: float | None, train, quick: bool) -> dict:
@@ -67,7 +66,7 @@ def run_fit(mesh: str, linear: str, rank: int, omega: float | None, train, quick
     metrics = run.metrics
     row = {"mesh": mesh, "linear": linear, "rank": None if linear == "dense" else rank,
            "omega": omega if linear == "sine" else None, "run": str(folder.relative_to(ROOT))}
-    row |= {k: metrics[k] for k in METRICS} | {"fit_seconds": metrics["timings"]["fit_seconds"]}
+    row |= {k: metrics[k] for k in METRIC_KEYS} | {"fit_seconds": metrics["timings"]["fit_seconds"]}
     print(f"  {mesh:<16} {label:<18} params {row['num_parameters']:>7,}  IoU {row['iou']:.4f}  "
           f"near {row['iou_near_surface']:.4f}  CD-L1 {row['chamfer_l1']:.5f}  fit {row['fit_seconds']:.0f}s", flush=True)
     return row

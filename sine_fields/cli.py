@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import importlib
 import sys
+import warnings
 
 from sine_fields.errors import UserError
 
@@ -61,6 +62,8 @@ def main(argv: list[str] | None = None) -> int:
 
     # A command is a function, or a dataclass whose main() runs it (nerfstudio's ns-export style).
     command = getattr(importlib.import_module(module_name), function_name)
+    # The library warns through `warnings` (e.g. a mesh that is not watertight): one line each here.
+    warnings.formatwarning = lambda message, *args, **kwargs: f"warning: {message}\n"
     try:
         result = tyro.cli(command, args=rest, prog=f"sine-fields {name}", description=help_)
         if isinstance(command, type) and hasattr(result, "main"):

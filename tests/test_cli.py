@@ -38,3 +38,16 @@ def test_import_is_light():
     code = "import sys, sine_fields; bad = [m for m in ('nerfstudio', 'peft', 'transformers', 'viser', 'open3d', 'tyro') if m in sys.modules]; print(bad)"
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert result.stdout.strip() == "[]"
+
+
+def test_library_warnings_print_as_one_line(tmp_path):
+    import trimesh
+
+    box = trimesh.creation.box()
+    open_box = trimesh.Trimesh(box.vertices, box.faces[:-1], process=False)  # one face missing: not watertight
+    open_box.export(tmp_path / "open.ply")
+    result = subprocess.run([sys.executable, "-m", "sine_fields.cli", "data", "get", str(tmp_path / "open.ply")],
+                            capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("warning: ") and "not watertight" in lines[0], result.stderr
