@@ -55,7 +55,7 @@ def test_mesh_rule_skips_variants_by_name():
 def test_quick_run_writes_json_table_and_plot(tmp_path):
     pytest.importorskip("DracoPy", reason="Draco is the optional `scale` extra: pip install -e '.[scale]'")
     pytest.importorskip("fast_simplification", reason="the `scale` extra: pip install -e '.[scale]'")
-    sphere = trimesh.creation.icosphere(subdivisions=4, radius=2.0)  # 5,120 faces: Draco's decimated rows apply
+    sphere = trimesh.creation.icosphere(subdivisions=4, radius=2.0)  # 5,120 faces: every decimated row applies
     box = trimesh.creation.box(extents=[1.0, 2.0, 0.5])
     torus = trimesh.creation.torus(1.0, 0.3)
     meshes = [tmp_path / "sphere.ply", tmp_path / "box.off", tmp_path / "torus.ply"]
