@@ -480,8 +480,13 @@ def dependent_jobs(scenes: list[str], plan: Plan, omegas: dict) -> list[Job]:
     return jobs
 
 
-def time_iterations(scene: dict, recipe: Recipe, kind: str, rank: int, device: torch.device, steps: int = 12, evaluate: bool = True) -> dict:
-    """Seconds per training iteration and per PSNR-curve evaluation of one field, alone on the device."""
+def time_iterations(scene: dict, recipe: Recipe, kind: str, rank: int, device: torch.device, steps: int = 12,
+                    evaluate: bool = True, barrier=None) -> dict:
+    """Seconds per training iteration and per PSNR-curve evaluation of one field.
+
+    With a ``barrier`` (the concurrency probe), the timed steps start when every process has warmed up,
+    so that start-up (building the field, the device's first kernels) is not counted as training time.
+    """
     field = build_field(recipe, kind, rank, 100.0).to(device)
     train = view_rays(scene, scene["train"], recipe.box, device)
     tests = [view_rays(scene, scene["test"][i : i + 1], recipe.box, device).take(slice(None, None, recipe.eval_stride)) for i in range(len(scene["test"]))]
@@ -502,16 +507,21 @@ def time_iterations(scene: dict, recipe: Recipe, kind: str, rank: int, device: t
     for _ in range(3):
         step()
     sync()
+    if barrier is not None:
+        barrier.wait()
+    window_start = time.time()
     started = time.perf_counter()
     for _ in range(steps):
         step()
     sync()
     per_iteration = (time.perf_counter() - started) / steps
+    window = (window_start, time.time())
     started = time.perf_counter()
     if evaluate:
         held_out_psnr(field, tests, recipe)
         sync()
-    return {"kind": kind, "rank": rank, "seconds_per_iteration": per_iteration, "seconds_per_curve_point": time.perf_counter() - started, "load_average": list(os.getloadavg())}
+    return {"kind": kind, "rank": rank, "seconds_per_iteration": per_iteration, "seconds_per_curve_point": time.perf_counter() - started,
+            "window": window, "load_average": list(os.getloadavg())}
 
 
 def plan_cap(timings: dict[str, dict], jobs_per_kind: dict[str, int], budget: float, plan: Plan) -> Plan:
@@ -531,7 +541,7 @@ def plan_cap(timings: dict[str, dict], jobs_per_kind: dict[str, int], budget: fl
 # --- running many jobs ---------------------------------------------------------------------------
 
 
-def _worker(scenes_path: str, recipe: Recipe, device: str, deadline: float, tasks, results) -> None:
+def _worker(scenes_path: str, recipe: Recipe, device: str, deadline: float, tasks, results, barrier) -> None:
     """A process that trains the ``(job, plan)`` it takes from ``tasks`` and reports on ``results``."""
     torch.set_num_threads(1)
     scenes = load_scenes(Path(scenes_path))
@@ -544,7 +554,7 @@ def _worker(scenes_path: str, recipe: Recipe, device: str, deadline: float, task
         job, plan = item
         try:
             if job.phase == "probe":
-                timing = time_iterations(scenes[job.scene], recipe, job.kind, job.rank, torch.device(device), steps=PROBE_STEPS, evaluate=False)
+                timing = time_iterations(scenes[job.scene], recipe, job.kind, job.rank, torch.device(device), steps=PROBE_STEPS, evaluate=False, barrier=barrier)
                 results.put(("probe", job.key, timing))
                 continue
             record = train_run(job, scenes[job.scene], recipe, plan, torch.device(device), deadline,
@@ -563,7 +573,8 @@ class WorkerPool:
     def __init__(self, scenes_path: Path, recipe: Recipe, device: str, workers: int, deadline: float) -> None:
         context = mp.get_context("spawn")
         self.tasks, self.results = context.Queue(), context.Queue()
-        self.processes = [context.Process(target=_worker, args=(str(scenes_path), recipe, device, deadline, self.tasks, self.results), daemon=True)
+        barrier = context.Barrier(workers)
+        self.processes = [context.Process(target=_worker, args=(str(scenes_path), recipe, device, deadline, self.tasks, self.results, barrier), daemon=True)
                           for _ in range(workers)]
         for process in self.processes:
             process.start()
@@ -578,23 +589,25 @@ class WorkerPool:
             ready += message == "ready"
 
     def probe(self, scene: str, mix: dict[str, int], rank: int, timings: dict[str, dict]) -> dict:
-        """Every process trains ``PROBE_STEPS`` (+3 warm-up) iterations of a field at once, kinds in the
-        proportions of ``mix``: how much faster than one after another (``timings``, each alone) they go."""
+        """Every process trains ``PROBE_STEPS`` iterations of a field at the same time (after 3 warm-up
+        iterations each), kinds in the proportions of ``mix``: how much faster than one after another
+        (``timings``, each alone) they go. Start-up is left out: it once made the probe read 0.3 where
+        the runs then went about 1.0 (a cap planned from it was three times too small)."""
         workers = len(self.processes)
         total = sum(mix.values())
         kinds = [k for k in mix for _ in range(round(workers * mix[k] / total))][:workers]
         kinds += [max(mix, key=mix.get)] * (workers - len(kinds))
-        started = time.perf_counter()
         for i, kind in enumerate(kinds):
             self.tasks.put((Job(scene, kind, rank, 100.0, i, "probe"), None))
-        done = 0
-        while done < workers:
+        windows = []
+        while len(windows) < workers:
             message, key, payload = self.results.get(timeout=300)
             if message == "failed":
                 raise RuntimeError(f"probe {key} failed:\n{payload}")
-            done += message == "probe"
-        wall = time.perf_counter() - started
-        alone = sum((PROBE_STEPS + 3) * timings[k]["seconds_per_iteration"] for k in kinds)
+            if message == "probe":
+                windows.append(payload["window"])
+        wall = max(end for _, end in windows) - min(start for start, _ in windows)
+        alone = sum(PROBE_STEPS * timings[k]["seconds_per_iteration"] for k in kinds)
         return {"kinds": kinds, "wall_seconds": wall, "alone_seconds": alone, "speedup": alone / wall, "load_average": list(os.getloadavg())}
 
     def close(self) -> None:
@@ -800,6 +813,43 @@ def markdown_verdict(data: dict) -> str:
     return "\n".join(rows)
 
 
+def plot_curves(data: dict, output: Path, ranks: tuple[int, ...] = (1, 5)) -> None:
+    """Held-out PSNR against iterations of every main run (one line per seed), one panel per scene."""
+    import io
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from sine_fields.io import atomic_write_bytes
+
+    scenes = sorted({r["scene"] for r in data["runs"].values()})
+    figure, axes = plt.subplots(1, len(scenes), figsize=(6 * len(scenes), 4.2), squeeze=False)
+    colours = {"dense": "black", "lowrank": "tab:blue", "sine": "tab:red"}
+    for ax, scene in zip(axes[0], scenes):
+        labelled = set()
+        for run in data["runs"].values():
+            main = run.get("phase") == "main" or run.get("also_main")
+            if run.get("scene") != scene or not main or not run.get("curve") or (run["kind"] != "dense" and run["rank"] not in ranks):
+                continue
+            label = "dense" if run["kind"] == "dense" else f"{run['kind']} k={run['rank']}" + (f", omega {run['omega']:g}" if run["kind"] == "sine" else "")
+            style = "-" if run["kind"] == "dense" or run["rank"] == max(ranks) else ":"
+            iterations, psnr = zip(*run["curve"])
+            ax.plot(iterations, psnr, style, color=colours[run["kind"]], linewidth=1.2, label=None if label in labelled else label)
+            labelled.add(label)
+        ax.set_title(f"{scene}: held-out PSNR (curve pixels), one line per seed")
+        ax.set_xlabel("iteration")
+        ax.set_ylabel("PSNR (dB)")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    figure.tight_layout()
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", dpi=110)
+    plt.close(figure)
+    atomic_write_bytes(output, buffer.getvalue())
+
+
 # --- commands ----------------------------------------------------------------------------------------
 
 
@@ -817,6 +867,18 @@ def command_prepare(args) -> int:
             scenes[name] = pack_scene_folder(folder)
             print(f"{name}: {len(scenes[name]['train'])} train and {len(scenes[name]['test'])} held-out views at {args.resolution} px", flush=True)
     save_scenes(args.output, scenes)
+    print(f"wrote {args.output}")
+    return 0
+
+
+def command_plot(args) -> int:
+    import json
+
+    if not args.input.is_file():
+        raise BenchmarkError(f"--input {args.input}: no such file")
+    if args.output.exists() and not args.overwrite:
+        raise BenchmarkError(f"--output {args.output} exists; pass --overwrite to replace it")
+    plot_curves(json.loads(args.input.read_text()), args.output)
     print(f"wrote {args.output}")
     return 0
 
@@ -841,8 +903,10 @@ def command_run(args) -> int:
     # Full float32 matrix products: with TF32 the argument omega * U V of the sine would be rounded to
     # a 10-bit mantissa (an error of about 0.05 rad at omega = 1000), which changes the sine weight.
     torch.set_float32_matmul_precision("highest")
-    if device == "cpu" and args.workers == 0:
-        torch.set_num_threads(1)  # small tensors: extra threads only spin, and a shared CI machine punishes that
+    if device == "cpu":
+        # Small tensors: extra threads only spin, and a shared CI machine punishes that. The workers use
+        # one thread too, so the timing taken here is the one the probe compares them against.
+        torch.set_num_threads(1)
     workdir = args.workdir
     scenes_path = args.scenes
     if scenes_path is None:
@@ -941,6 +1005,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     prepare.add_argument("--eval-every", type=int, default=8, help="every N-th view is held out")
     prepare.add_argument("--output", type=Path, required=True)
     prepare.add_argument("--overwrite", action="store_true")
+    plot = sub.add_parser("plot", help="draw the PSNR curves of a results JSON into a PNG")
+    plot.add_argument("--input", type=Path, required=True)
+    plot.add_argument("--output", type=Path, required=True)
+    plot.add_argument("--overwrite", action="store_true")
     run = sub.add_parser("run", help="train every run and write the JSON")
     run.add_argument("--scenes", type=Path, help=".npz from `prepare` (--quick renders a small Duck when absent)")
     run.add_argument("--output", type=Path, required=True, help="results JSON (a .log beside it)")
@@ -968,6 +1036,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     try:
+        if args.command == "plot":
+            return command_plot(args)
         return command_prepare(args) if args.command == "prepare" else command_run(args)
     except BenchmarkError as error:
         print(f"error: {error}", file=sys.stderr)

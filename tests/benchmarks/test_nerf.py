@@ -165,6 +165,14 @@ def test_quick_run_end_to_end(nerf, tmp_path):
     assert kinds == {"dense", "lowrank", "sine"}
     assert data["parameters"]["sine-k1"] == data["parameters"]["lowrank-k1"] < data["parameters"]["dense"]
     assert "| ball | sine | 1 |" in nerf.markdown(data)
+    # the sweep's seed-0 run at the chosen omega stands for seed 0 in the main table
+    sine_row = next(row for row in data["summary"] if row["phase"] == "main" and row["kind"] == "sine")
+    assert sine_row["seeds"] == [0] and sine_row["omega"] == data["omega_choice"]["by_rank"]["1"]
+    assert nerf.markdown_sweep(data).count("\n") == 2  # header, rule, one rank
+    assert "| ball | 1 |" in nerf.markdown_verdict(data)
+    figure = tmp_path / "curves.png"
+    nerf.plot_curves(data, figure)
+    assert figure.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
 def white_psnr(scene):
