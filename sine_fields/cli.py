@@ -24,7 +24,7 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "fit-many": ("sine_fields.shapes.pack_commands", "FitMany", "fit one shape per mesh as Ray tasks, resumable, with a summary table"),
     "data list": ("sine_fields.shapes.commands", "data_list", "list named mesh sources and the cache folder"),
     "data get": ("sine_fields.shapes.commands", "data_get", "fetch a named mesh into the cache"),
-    "data scene": ("sine_fields.data.scenes", "main", "render the Duck or any coloured/textured mesh into a nerfstudio dataset"),
+    "data scene": ("sine_fields.data.scenes", "main", "render a named scene (duck, spider) or any coloured/textured mesh into a nerfstudio/Blender dataset"),
     "nerf-mesh": ("sine_fields.methods.nerf_mesh", "main", "marching cubes on a trained NeRF's density, scored against the ground truth"),
     "view": ("sine_fields.viewer.app", "main", "serve a web page (viser) that shows shape fits beside their ground truth"),
 }
