@@ -219,7 +219,8 @@ def fit_many(meshes: list[str], output: Path, config: FitConfig, address: str | 
     calls = {mesh: (mesh, str(output / folders[mesh]), shared, extract, tuple(bits), finetune_steps, device, cpus_per_fit)
              for mesh in meshes}
     rows: dict[str, dict] = {}
-    columns = (TextColumn("fit-many"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[last]}"),
+    # markup off: rich would draw "cgal:anchor: ok" as an anchor emoji.
+    columns = (TextColumn("fit-many"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[last]}", markup=False),
                TimeElapsedColumn())
     with Progress(*columns, disable=not progress) as bar:
         progress_task = bar.add_task("fits", total=len(meshes), last="")
