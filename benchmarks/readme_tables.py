@@ -225,11 +225,16 @@ def rewrite(text: str, root: Path = ROOT, tables: Mapping[str, Table] = TABLES, 
 TABLE_ROW = re.compile(r"^\s*\|.*\|\s*$")
 SEPARATOR = re.compile(r"^\s*\|(\s*:?-{3,}:?\s*\|)+\s*$")
 CODE_SPAN = re.compile(r"`[^`]*`")
+# A table of settings or closed-form counts (not measurements) says so on the line above it, with a reason.
+NOT_RESULTS = re.compile(r"^<!-- not-results: \S.* -->\s*$")
 RESULT_NUMBER = re.compile(r"\d+\.\d+|\d\s*%")
 
 
 def pasted_tables(text: str) -> list[int]:
-    """First lines of markdown tables outside markers (and outside code fences) that hold results-like numbers."""
+    """First lines of markdown tables outside markers (and outside code fences) that hold results-like numbers.
+
+    A table right below ``<!-- not-results: REASON -->`` is skipped: it holds settings, not measurements.
+    """
     inside = [(r.start, r.end) for r in regions(text)]
     lines = text.splitlines(keepends=True)
     flagged, offset, fence, i = [], 0, False, 0
@@ -250,6 +255,8 @@ def pasted_tables(text: str) -> list[int]:
         while i < len(lines) and TABLE_ROW.match(lines[i]):
             i += 1
         marked = any(lo <= starts[first] < hi for lo, hi in inside)
+        above = next((line for line in reversed(lines[:first]) if line.strip()), "")
+        marked = marked or bool(NOT_RESULTS.match(above))
         body = CODE_SPAN.sub("", "".join(lines[first + 2:i]))
         if not marked and RESULT_NUMBER.search(body):
             flagged.append(first + 1)

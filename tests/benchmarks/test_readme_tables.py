@@ -96,6 +96,18 @@ def test_every_results_table_in_readme_and_docs_is_generated_and_matches_its_jso
     assert len(readme_tables.markdown_files()) > 1  # README.md and the docs/ pages were found
 
 
+def test_a_settings_table_opts_out_with_a_reason_and_only_the_table_below(repo: Path) -> None:
+    readme_tables.update(repo, TABLES)
+    page = repo / "docs" / "settings.md"
+    settings = "| setting | value |\n|---|---|\n| spacing | 0.22 |\n"
+    page.write_text("<!-- not-results: recipe settings -->\n" + settings + "\nText.\n\n" + settings)
+    assert readme_tables.check(repo, TABLES) == [
+        "docs/settings.md:8: a results table outside '<!-- table:NAME -->' markers (generate it from JSON)"
+    ]
+    page.write_text("<!-- not-results: -->\n" + settings)  # no reason given: not an opt-out
+    assert len(readme_tables.check(repo, TABLES)) == 1
+
+
 def test_markers_inside_a_code_fence_are_an_example_not_a_table(repo: Path) -> None:
     readme_tables.update(repo, TABLES)
     page = repo / "docs" / "howto.md"
