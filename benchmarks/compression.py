@@ -214,8 +214,9 @@ def bd_rate(ours: list[tuple[float, float]], theirs: list[tuple[float, float]]) 
 
 
 def crossover(ours: list[tuple[float, float]], theirs: list[tuple[float, float]]) -> list[dict]:
-    """For each of our Pareto points at most ``TARGET_BYTES``: the bytes Draco needs for the same Chamfer-L1
-    (interpolated on its front; None outside it) and the ratio."""
+    """For each of our Pareto points at most ``TARGET_BYTES``: the bytes Draco needs for the same Chamfer-L1,
+    interpolated on its front where the error lies inside Draco's measured range, and otherwise the smallest
+    measured Draco point that is at least as accurate (None when none is)."""
     front, other = pareto(ours), pareto(theirs)
     rows = []
     if not front or not other:
@@ -224,9 +225,12 @@ def crossover(ours: list[tuple[float, float]], theirs: list[tuple[float, float]]
     for size, error in front:
         if size > TARGET_BYTES:
             continue
-        inside = lo <= error <= hi
-        draco = float(math.exp(_log_rate_at(other, np.array([math.log(error)]))[0])) if inside else None
-        rows.append({"bytes": size, "chamfer_l1": error, "draco_bytes_same_chamfer": draco,
+        if lo <= error <= hi:
+            draco, how = float(math.exp(_log_rate_at(other, np.array([math.log(error)]))[0])), "interpolated"
+        else:
+            as_good = [s for s, e in other if e <= error]
+            draco, how = (float(min(as_good)), "smallest measured point at least as accurate") if as_good else (None, "")
+        rows.append({"bytes": size, "chamfer_l1": error, "draco_bytes_same_chamfer": draco, "draco_how": how,
                      "ours_smaller": None if draco is None else size < draco})
     return rows
 
@@ -296,8 +300,12 @@ def markdown(result: dict) -> str:
                          f"(Chamfer-L1 {bd['chamfer_range'][0]:.4f} to {bd['chamfer_range'][1]:.4f}).")
     for point in summary["at_8kb_sine_vs_draco"]:
         draco = point["draco_bytes_same_chamfer"]
-        verdict = ("outside Draco's measured range" if draco is None else
-                   f"Draco needs {draco:.0f} bytes: {'sine smaller' if point['ours_smaller'] else 'Draco smaller'}")
+        if draco is None:
+            verdict = "more accurate than every measured Draco point"
+        else:
+            needs = (f"Draco needs {draco:.0f} bytes" if point.get("draco_how", "interpolated") == "interpolated" else
+                     f"Draco needs at most {draco:.0f} bytes (its smallest measured file at least as accurate)")
+            verdict = f"{needs}: {'sine smaller' if point['ours_smaller'] else 'Draco smaller'}"
         lines.append(f"- sine at {point['bytes']:.0f} bytes, Chamfer-L1 {point['chamfer_l1']:.5f}: {verdict}.")
     return "\n".join(lines) + "\n"
 
@@ -346,6 +354,21 @@ def plot(result: dict, path: Path) -> Path:
     return atomic_write_bytes(path, buffer.getvalue())
 
 
+def replot(output: Path | None) -> int:
+    """Table and plot from an existing JSON; the summary is recomputed from its rows (the JSON is kept)."""
+    import json
+
+    from sine_fields.io import atomic_write_text
+
+    json_path = output / "compression.json" if output else RESULTS
+    result = json.loads(json_path.read_text())
+    result["summary"] = summarise(result["rows"], result["meshes"])
+    atomic_write_text((output / "compression.md") if output else RESULTS.with_suffix(".md"), markdown(result))
+    plot(result, (output / "compression.png") if output else PLOT)
+    print(markdown(result))
+    return 0
+
+
 def _without_runs(argv: list[str]) -> list[str]:
     kept, skip = [], False
     for arg in argv:
@@ -370,7 +393,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--executor", choices=("ray", "local"), default="ray",
                         help="fit-many's executor: Ray tasks, or one fit after another in this process")
     parser.add_argument("--runs", type=Path, default=None, help="run folders (reused: finished fits are skipped)")
+    parser.add_argument("--replot", action="store_true",
+                        help="only rewrite the table and plot from the JSON (e.g. of an interrupted run)")
     args = parser.parse_args(argv)
+    if args.replot:
+        return replot(args.output)
 
     from sine_fields.io import atomic_write_json, atomic_write_text
     from sine_fields.shapes.config import ExtractConfig
