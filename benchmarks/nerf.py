@@ -771,7 +771,7 @@ def verdict(summary: list[dict]) -> list[dict]:
 
 def markdown(data: dict) -> str:
     """The converged table: one row per scene and variant (mean and spread over seeds)."""
-    rows = ["| scene | layers | k | omega | parameters | % of dense | held-out PSNR (dB), mean ± sd | min - max | seeds | converged | iterations (mean) |",
+    rows = ["| scene | layers | k | omega | parameters | % of dense | held-out PSNR (dB), mean ± sd | min - max | seeds | stopped by the gain rule (else cap) | iterations (mean) |",
             "|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in data["summary"]:
         if r["phase"] != "main":

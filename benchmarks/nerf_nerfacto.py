@@ -46,6 +46,23 @@ def parameter_split(model) -> dict[str, int]:
     return {"total": total, "hash_grids": grids, "field_mlps": field_mlps, "other": total - grids - field_mlps}
 
 
+def count_only(scene: Path, linear: str) -> dict:
+    """The parameter split of the model nerfstudio would build for ``scene``, without training it."""
+    import json
+
+    from nerfstudio.data.scene_box import SceneBox
+
+    from sine_fields.methods.sine_nerfacto import nerfacto_trainer_config
+
+    meta = json.loads((scene / "transforms.json").read_text())
+    config = nerfacto_trainer_config().pipeline.model
+    config.linear = linear
+    box = SceneBox(aabb=torch.tensor([[-1.0, -1.0, -1.0], [1.0, 1.0, 1.0]]))
+    model = config.setup(scene_box=box, num_train_data=len(meta["train_filenames"]), metadata={})
+    return {"scene": scene.name, "linear": linear, "rank": config.rank if linear != "dense" else None,
+            "omega": config.omega if linear == "sine" else None, "iterations": 0, "parameters": parameter_split(model)}
+
+
 def train(scene: Path, linear: str, iterations: int, rays: int, seed: int, output: Path) -> dict:
     from sine_fields.methods.common import drop_missing_lpips, lpips_only_if_available
     from sine_fields.methods.sine_nerfacto import nerfacto_trainer_config
@@ -103,6 +120,10 @@ def markdown(data: dict) -> str:
             "|---|---|---|---|---|---|---|---|---|---|"]
     for r in data["runs"]:
         p = r["parameters"]
+        if r["iterations"] == 0:  # --count-only: the split alone
+            kind = "dense" if r["linear"] == "dense" else f"{r['linear']} k={r['rank']}"
+            rows.append(f"| {r['scene']} | {kind} | - | - | {p['hash_grids']:,} | {p['field_mlps']:,} | {p['other']:,} | {p['total']:,} | - | - |")
+            continue
         kind = "dense" if r["linear"] == "dense" else f"{r['linear']} k={r['rank']}" + (f", omega {r['omega']:g}" if r["omega"] else "")
         rows.append(f"| {r['scene']} | {kind} | {r['psnr']:.2f} | {r['ssim']:.3f} | {p['hash_grids']:,} | {p['field_mlps']:,} | {p['other']:,} | {p['total']:,} | "
                     f"{r['seconds_per_iteration']:.2f} | {r['load_average_start'][0]:.1f} / {r['load_average_end'][0]:.1f} |")
@@ -119,6 +140,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--output", type=Path, required=True)
     parser.add_argument("--overwrite", action="store_true")
+    parser.add_argument("--count-only", action="store_true", help="build both models and count their parameters; no training")
     args = parser.parse_args(argv)
     try:
         if args.output.exists() and not args.overwrite:
@@ -140,8 +162,11 @@ def main(argv: list[str] | None = None) -> int:
                 folder = Path(tmp) / source
                 render_scene(source, folder, RenderOptions(views=args.views, resolution=args.resolution))
             for linear in ("sine", "dense"):
-                print(f"{folder.name}: {linear}, {args.iterations} iterations", flush=True)
-                report["runs"].append(train(folder, linear, args.iterations, args.rays, args.seed, Path(tmp) / "outputs"))
+                if args.count_only:
+                    report["runs"].append(count_only(folder, linear))
+                else:
+                    print(f"{folder.name}: {linear}, {args.iterations} iterations", flush=True)
+                    report["runs"].append(train(folder, linear, args.iterations, args.rays, args.seed, Path(tmp) / "outputs"))
                 atomic_write_json(args.output, report)
     print(markdown(report))
     return 0
