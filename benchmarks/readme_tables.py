@@ -132,6 +132,7 @@ TABLES: dict[str, Table] = {
     "nerf-verdict": Table(RESULTS + "nerf.json", from_benchmark("nerf", "markdown_verdict")),
     "nerf-mps-312": Table(RESULTS + "nerf-mps-312.json", from_benchmark("nerf")),
     "nerf-mps-312-sweep": Table(RESULTS + "nerf-mps-312.json", from_benchmark("nerf", "markdown_sweep")),
+    "nerf-nerfacto-parameters": Table(RESULTS + "nerf-nerfacto-parameters.json", from_benchmark("nerf_nerfacto")),
 }
 
 
