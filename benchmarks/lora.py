@@ -35,7 +35,7 @@ RESULTS = Path(__file__).resolve().parent / "results"
 
 
 def parse_args(argv: list[str] | None):
-    from sine_fields.experiments.common import OneLineParser, parse_floats, parse_ints
+    from experiments.common import OneLineParser, parse_floats, parse_ints
 
     parser = OneLineParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="tiny settings that check the pipeline end to end")
@@ -78,7 +78,7 @@ def parse_args(argv: list[str] | None):
 def summarise(runs: list[dict]) -> list[dict]:
     import statistics
 
-    from sine_fields.experiments.common import mean_std
+    from experiments.common import mean_std
 
     groups: dict[tuple, list[dict]] = {}
     for run in runs:
@@ -115,7 +115,7 @@ def summarise(runs: list[dict]) -> list[dict]:
 
 def plain_rank_markdown(result: dict) -> str:
     """Plain LoRA rank each adapted layer needs to keep the energy share of its trained update."""
-    from sine_fields.experiments.common import markdown_table
+    from experiments.common import markdown_table
 
     summary = [r for r in result["summary"] if "plain_rank_median" in r]
     if not summary:
@@ -151,7 +151,7 @@ def plain_rank_markdown(result: dict) -> str:
 
 
 def markdown(result: dict) -> str:
-    from sine_fields.experiments.common import markdown_table
+    from experiments.common import markdown_table
 
     summary = result["summary"]
     rows = []
@@ -212,7 +212,7 @@ def markdown(result: dict) -> str:
 
 def omega_rank_markdown(result: dict) -> str:
     """The omega sweep with each omega's validation loss and plain rank (sweeps recorded with plain ranks)."""
-    from sine_fields.experiments.common import markdown_table
+    from experiments.common import markdown_table
 
     sweep = result["sweep"]
     rows = [
@@ -233,9 +233,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     import torch
 
-    from sine_fields.experiments.common import write_json_atomic, write_text_atomic
-    from sine_fields.experiments.lm import LMConfig, config_dict, eval_windows, evaluate_loss, finetune, pretrain
-    from sine_fields.experiments.text import CORPORA, DataError, load_corpus
+    from experiments.common import write_json_atomic, write_text_atomic
+    from experiments.lm import LMConfig, config_dict, eval_windows, evaluate_loss, finetune, pretrain
+    from experiments.text import CORPORA, DataError, load_corpus
 
     torch.set_num_threads(args.threads)
     started = time.perf_counter()

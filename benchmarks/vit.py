@@ -22,7 +22,7 @@ RESULTS = Path(__file__).resolve().parent / "results"
 
 
 def parse_args(argv: list[str] | None):
-    from sine_fields.experiments.common import OneLineParser, parse_floats, parse_ints
+    from experiments.common import OneLineParser, parse_floats, parse_ints
 
     parser = OneLineParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="tiny settings that check the pipeline end to end")
@@ -57,7 +57,7 @@ def parse_args(argv: list[str] | None):
 
 def summarise(runs: list[dict], group_keys: tuple[str, ...]) -> list[dict]:
     """Mean and spread of test accuracy over seeds for each (kind, rank)."""
-    from sine_fields.experiments.common import mean_std
+    from experiments.common import mean_std
 
     groups: dict[tuple, list[dict]] = {}
     for run in runs:
@@ -85,7 +85,7 @@ def summarise(runs: list[dict], group_keys: tuple[str, ...]) -> list[dict]:
 
 
 def markdown(result: dict) -> str:
-    from sine_fields.experiments.common import markdown_table
+    from experiments.common import markdown_table
 
     dense = [r for r in result["summary"] if r["kind"] == "dense"]
     rows = []
@@ -144,8 +144,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     import torch
 
-    from sine_fields.experiments.common import mean_std, write_json_atomic, write_text_atomic
-    from sine_fields.experiments.vit import TrainConfig, ViTConfig, config_dict, load_digits_split, train_vit
+    from experiments.common import mean_std, write_json_atomic, write_text_atomic
+    from experiments.vit import TrainConfig, ViTConfig, config_dict, load_digits_split, train_vit
 
     torch.set_num_threads(args.threads)
     model_config = ViTConfig(depth=2) if args.quick else ViTConfig()

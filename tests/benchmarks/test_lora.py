@@ -17,8 +17,8 @@ import torch
 pytest.importorskip("peft", reason="peft is a dependency of sine-fields; install the project")
 pytest.importorskip("transformers", reason="transformers is a dependency of sine-fields; install the project")
 
-from sine_fields.experiments import lm  # noqa: E402
-from sine_fields.experiments.text import DataError, _cookies, load_corpus  # noqa: E402
+from experiments import lm  # noqa: E402
+from experiments.text import DataError, _cookies, load_corpus  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[2]
 SCRIPT = ROOT / "benchmarks" / "lora.py"

@@ -16,7 +16,7 @@ pytest.importorskip("timm", reason="timm is a dependency of sine-fields; install
 pytest.importorskip("sklearn", reason="scikit-learn is a dependency of sine-fields; install the project")
 
 from sine_fields.convert import count_parameters  # noqa: E402
-from sine_fields.experiments.vit import ViTConfig, build_vit  # noqa: E402
+from experiments.vit import ViTConfig, build_vit  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[2]
 SCRIPT = ROOT / "benchmarks" / "vit.py"
