@@ -78,14 +78,18 @@ def select_meshes(count: int = CGAL_COUNT) -> list[str]:
 
 
 def field_configs(quick: bool) -> dict[str, tuple[str, dict]]:
-    """label -> (family, FieldConfig keyword arguments)."""
+    """label -> (family, FieldConfig keyword arguments), smallest parameter count first: a partial run
+    covers the few-kilobyte sizes the comparison is about before the larger ones."""
+    from sine_fields.shapes.field import FieldConfig
+
     configs: dict[str, tuple[str, dict]] = {}
     for k in (1,) if quick else RANKS:
         configs[f"sine-k{k}"] = ("sine", {"linear": "sine", "rank": k})
         configs[f"lowrank-k{k}"] = ("lowrank", {"linear": "lowrank", "rank": k})
     for width in (16,) if quick else DENSE_WIDTHS:
         configs[f"dense-w{width}"] = ("dense", {"linear": "dense", "width": width})
-    return configs
+    size = {label: FieldConfig(**options).build().num_parameters() for label, (_, options) in configs.items()}
+    return dict(sorted(configs.items(), key=lambda item: size[item[0]]))
 
 
 # ----- Draco ----------------------------------------------------------------------------------------
