@@ -28,7 +28,7 @@ import trimesh
 from sine_fields.device import torch_device
 from sine_fields.errors import UserError
 from sine_fields.io import atomic_write_json, read_json
-from sine_fields.shapes.config import ExtractConfig, ExtractMethod, FitConfig
+from sine_fields.shapes.config import ExtractConfig, FitConfig
 from sine_fields.shapes.export import export_mesh
 from sine_fields.shapes.extract import Extraction, extract
 from sine_fields.shapes.field import FieldConfig, ShapeField, field_summary
@@ -37,8 +37,7 @@ from sine_fields.shapes.ground_truth import GroundTruth, Normalisation
 from sine_fields.shapes.metrics import METRIC_KEYS, SURFACE_SAMPLES, iou, surface_metrics
 from sine_fields.shapes.sampling import evaluation_points
 
-__all__ = ["RUN_FILES", "OpenRun", "RunPaths", "ShapeRun", "evaluate_run", "extract_run", "fit_run",
-           "load_ground_truth", "open_run", "refuse_run_file"]
+__all__ = ["RUN_FILES", "RunPaths", "ShapeRun", "load_ground_truth", "refuse_run_file"]
 
 FORMAT_VERSION = 1
 # Points per IoU set (uniform and near-surface each): Occupancy Networks uses 100k uniform points.
@@ -329,31 +328,3 @@ class ShapeRun:
         metrics["final_loss"] = previous.get("final_loss")
         atomic_write_json(self.paths.metrics, metrics)
         return metrics
-
-
-# Older names, kept while callers move to ``ShapeRun``.
-OpenRun = ShapeRun
-
-
-def open_run(root: Path) -> ShapeRun:
-    return ShapeRun.open(root)
-
-
-def fit_run(source: str, output: Path, config: FieldConfig, train: TrainConfig, resolution: int = 256,
-            method: ExtractMethod = "coarse-to-fine", device: str = "auto", progress: bool = True) -> dict:
-    """Fit, extract and score one run in ``output``; returns the metrics (also in metrics.json)."""
-    fit_config = FitConfig(source, config, train, ExtractConfig(resolution, method))
-    return ShapeRun.fit(output, fit_config, device=device, progress=progress).metrics
-
-
-def extract_run(root: Path, resolution: int, method: ExtractMethod, level: float | None = None,
-                mesh: Path | None = None, device: str = "auto", progress: bool = True) -> dict:
-    """Re-extract a run's mesh (default ``DIR/mesh.ply``); returns extraction.json's content."""
-    run = ShapeRun.open(root)
-    run.extract(run.load_field(device), ExtractConfig(resolution, method), level, mesh, progress)
-    return run.extraction
-
-
-def evaluate_run(root: Path, device: str = "auto") -> dict:
-    """Re-score a run's current mesh and field; rewrites metrics.json and returns it."""
-    return ShapeRun.open(root).score(device)

@@ -50,6 +50,25 @@ def test_fit_writes_the_run_folder(finished_run):
     assert metrics["iou"] > 0.8
 
 
+def test_eval_of_the_saved_mesh_matches_the_fit_scores(finished_run, tmp_path):
+    # The fit scores its mesh as extracted (normalised frame, float64); eval reads mesh.ply back
+    # (original frame, float32 on disk). The field's IoUs are identical; the surface metrics move
+    # only as far as float32 face areas move a few of the 5,000 seeded samples to other faces.
+    import shutil
+
+    from sine_fields.shapes.run import ShapeRun
+
+    _, run = finished_run
+    copy = tmp_path / "copy"
+    shutil.copytree(run, copy)
+    fitted = json.loads((run / "metrics.json").read_text())
+    scored = ShapeRun.open(copy).score("cpu")
+    for key in METRIC_KEYS:
+        surface = key in ("chamfer_l1", "chamfer_l2", "normal_consistency", "fscore")
+        assert scored[key] == (pytest.approx(fitted[key], rel=2e-3) if surface else fitted[key]), key
+    assert scored["timings"] == fitted["timings"]
+
+
 def test_same_command_resumes_and_other_options_are_refused(finished_run, capsys):
     mesh, run = finished_run
     before = (run / "config.json").read_text()
