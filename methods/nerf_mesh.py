@@ -207,6 +207,7 @@ def mesh_pipeline(
     """
     from sine_fields.shapes.export import export_mesh
     from sine_fields.shapes.extract import check_resolution, extract
+    from sine_fields.shapes.ground_truth import BOX_HALF
 
     try:
         check_resolution(options.resolution, options.method)
@@ -228,7 +229,7 @@ def mesh_pipeline(
     level = options.level
     if level is None:
         # Half an extraction cell along the smallest box side: finer than the mesh can show.
-        step = float((box.size * 2 * 0.55 / options.resolution).min() / 2)
+        step = float((box.size * 2 * BOX_HALF / options.resolution).min() / 2)
         try:
             auto = auto_level(density, outputs.cameras, aabb, step, rays=options.auto_rays, seed=options.seed,
                               progress=None if progress is None else lambda d, t: progress("auto level", d, t))
