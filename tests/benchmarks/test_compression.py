@@ -9,6 +9,8 @@ from pathlib import Path
 import pytest
 import trimesh
 
+from sine_fields.shapes.metrics import worst_surface_metrics
+
 ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -71,8 +73,11 @@ def test_quick_run_writes_json_table_and_plot(tmp_path):
         assert {r["quantization_bits"] for r in draco if r["version"] == "full"} == set(compression.DRACO_BITS)
         ours = {(r["method"], r["bits"]) for r in rows if r["mesh"] == mesh and r["method"] != "draco"}
         assert ours == {(m, b) for m in ("sine", "lowrank", "dense") for b in (16, 8)}
+        # A field that is still empty after the tiny budget gets the metrics' worst value, not an error.
+        worst = worst_surface_metrics()["chamfer_l1"]
         for row in rows:
-            assert row["status"] == "ok" and row["bytes"] > 0 and 0 <= row["chamfer_l1"] < 1
+            assert row["status"] == "ok" and row["bytes"] > 0 and 0 <= row["chamfer_l1"] <= worst
+        assert all(r["chamfer_l1"] < 0.1 for r in draco)
     # The sphere has more than 250 .. 5000 faces: every decimation level is there, each smaller than the full mesh.
     decimated = [r for r in rows if r["mesh"] == str(meshes[0]) and r["method"] == "draco" and r["version"] != "full"]
     assert {r["version"] for r in decimated} == {f"{f} faces" for f in compression.DECIMATE_FACES}
