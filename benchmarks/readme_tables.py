@@ -134,6 +134,7 @@ TABLES: dict[str, Table] = {
     "nerf-mps-312-sweep": Table(RESULTS + "nerf-mps-312.json", from_benchmark("nerf", "markdown_sweep")),
     "nerf-nerfacto-parameters": Table(RESULTS + "nerf-nerfacto-parameters.json", from_benchmark("nerf_nerfacto")),
     "nerf-mesh": Table(RESULTS + "nerf_mesh_duck.json", from_benchmark("nerf_mesh")),
+    "compression": Table(RESULTS + "compression.json", from_benchmark("compression")),
 }
 
 
