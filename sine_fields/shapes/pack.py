@@ -10,7 +10,8 @@ Both precisions store every tensor as integer codes with an affine map per row, 
 Uniform 16-bit codes rather than float16: a sine layer multiplies its factors' error by omega (the argument
 ``omega * u_i * v_j`` is tens of radians at omega = 1000), so what matters is the absolute error of the large
 entries; float16 keeps 11 significant bits for every entry, a 16-bit code 16 bits of the row's range. On a
-rank-1 bunny fit float16 moved the surface by a Chamfer-L1 of 0.0033 from the run's own mesh.
+rank-1 bunny fit (300 steps, extraction at 128^3, distances from surface samples to the other surface)
+float16 moved the surface by 0.00034 on average, 16-bit codes by 0.000036.
 
 A "row" is taken along the tensor's longer axis (a tensor with more rows than columns is quantised as its
 transpose), so there are ``min(rows, cols)`` pairs: one per rank-one factor of ``U`` (out x k) and ``V``
