@@ -130,6 +130,8 @@ TABLES: dict[str, Table] = {
     "nerf": Table(RESULTS + "nerf.json", from_benchmark("nerf")),
     "nerf-sweep": Table(RESULTS + "nerf.json", from_benchmark("nerf", "markdown_sweep")),
     "nerf-verdict": Table(RESULTS + "nerf.json", from_benchmark("nerf", "markdown_verdict")),
+    "nerf-duck-k5-long": Table(RESULTS + "nerf-duck-k5-long.json", from_benchmark("nerf")),
+    "nerf-duck-k5-long-verdict": Table(RESULTS + "nerf-duck-k5-long.json", from_benchmark("nerf", "markdown_verdict")),
     "nerf-mps-312": Table(RESULTS + "nerf-mps-312.json", from_benchmark("nerf")),
     "nerf-mps-312-sweep": Table(RESULTS + "nerf-mps-312.json", from_benchmark("nerf", "markdown_sweep")),
     "nerf-nerfacto-parameters": Table(RESULTS + "nerf-nerfacto-parameters.json", from_benchmark("nerf_nerfacto")),
