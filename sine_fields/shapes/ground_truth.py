@@ -119,11 +119,19 @@ class GroundTruth:
 
 
 def sample_surface(mesh: trimesh.Trimesh, count: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
-    """Area-weighted uniform samples on a triangle mesh, drawn from ``rng`` (trimesh's sampler).
+    """Area-weighted uniform samples on a triangle mesh, seeded by ``rng``.
 
     Returns ``(count, 3)`` points and ``(count, 3)`` face normals at those points.
     """
-    # trimesh draws from the generator it is given (it does not re-seed it), so one seeded stream
-    # runs through all the samples of a point set.
-    points, faces = trimesh.sample.sample_surface(mesh, count, seed=rng)
+    # Kept rather than trimesh.sample.sample_surface(seed=rng): trimesh draws the same distribution
+    # in another order, which moves every seeded training pool and Chamfer sample set, and with them
+    # the committed demo and benchmark numbers (measured: sine k=1 bunny IoU 0.9431 -> 0.9455).
+    areas = mesh.area_faces
+    faces = rng.choice(len(areas), size=count, p=areas / areas.sum())
+    # Uniform barycentric coordinates: fold the unit square onto the triangle.
+    u, v = rng.random((2, count))
+    flip = u + v > 1
+    u[flip], v[flip] = 1 - u[flip], 1 - v[flip]
+    tri = mesh.triangles[faces]
+    points = tri[:, 0] + u[:, None] * (tri[:, 1] - tri[:, 0]) + v[:, None] * (tri[:, 2] - tri[:, 0])
     return points, mesh.face_normals[faces]
