@@ -192,11 +192,21 @@ def test_scheduler_checkpoints_load_weights_only_with_the_narrow_allow_list(tmp_
     scheduler.step()
     path = tmp_path / "step.ckpt"
     torch.save({"schedulers": {"fields": scheduler.state_dict()}, "optimizers": optimizer.state_dict()}, path)
-    needed = set(torch.serialization.get_unsafe_globals_in_checkpoint(path))
-    assert needed and needed <= {f"{g.__module__}.{g.__qualname__}" for g in checkpoint_globals()}
-    allow_checkpoint_globals()
-    loaded = torch.load(path, weights_only=True)
-    assert loaded["schedulers"]["fields"]["_last_lr"] == scheduler.state_dict()["_last_lr"]
+    # The allow-list is process-wide and other tests (any model build) fill it: start from an empty one,
+    # so that the check sees what the checkpoint itself needs, and put the previous list back after.
+    previous = torch.serialization.get_safe_globals()
+    torch.serialization.clear_safe_globals()
+    try:
+        needed = set(torch.serialization.get_unsafe_globals_in_checkpoint(path))
+        assert needed and needed <= {f"{g.__module__}.{g.__qualname__}" for g in checkpoint_globals()}
+        with pytest.raises(Exception, match="Weights only load failed"):
+            torch.load(path, weights_only=True)
+        allow_checkpoint_globals()
+        loaded = torch.load(path, weights_only=True)
+        assert loaded["schedulers"]["fields"]["_last_lr"] == scheduler.state_dict()["_last_lr"]
+    finally:
+        torch.serialization.clear_safe_globals()
+        torch.serialization.add_safe_globals(previous)
 
 
 # --- training -------------------------------------------------------------------------------------
