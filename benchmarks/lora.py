@@ -113,6 +113,11 @@ def summarise(runs: list[dict]) -> list[dict]:
     return rows
 
 
+def _lora_and_sine(summary: list[dict], rank: int) -> tuple[dict, dict]:
+    """The LoRA and Sine-LoRA summary rows of one adapter rank."""
+    return tuple(next(r for r in summary if r["method"] == method and r["rank"] == rank) for method in ("lora", "sine"))
+
+
 def plain_rank_markdown(result: dict) -> str:
     """Plain LoRA rank each adapted layer needs to keep the energy share of its trained update."""
     from experiments.common import markdown_table
@@ -122,8 +127,7 @@ def plain_rank_markdown(result: dict) -> str:
         return ""
     rows = []
     for rank in result["config"]["ranks"]:
-        lora = next(r for r in summary if r["method"] == "lora" and r["rank"] == rank)
-        sine = next(r for r in summary if r["method"] == "sine" and r["rank"] == rank)
+        lora, sine = _lora_and_sine(summary, rank)
         rows.append(
             [
                 rank,
@@ -156,8 +160,7 @@ def markdown(result: dict) -> str:
     summary = result["summary"]
     rows = []
     for rank in result["config"]["ranks"]:
-        lora = next(r for r in summary if r["method"] == "lora" and r["rank"] == rank)
-        sine = next(r for r in summary if r["method"] == "sine" and r["rank"] == rank)
+        lora, sine = _lora_and_sine(summary, rank)
         rows.append(
             [
                 rank,

@@ -538,17 +538,20 @@ def plain_rank_report(model: PeftModel, adapter_name: str = "default", energy: f
         delta = _sine_delta(module, adapter_name)
         delta = delta.to(_at_least_float32(delta))  # no SVD in half precision
         singular_values = torch.linalg.svdvals(delta)
-        rows.append(
-            {
-                "module": _module_key(name),
-                "shape": list(delta.shape),
-                "rank": module.r[adapter_name],
-                "omega": module.sine_omega[adapter_name],
-                "energy": energy,
-                "rank_for_energy": energy_rank(singular_values, energy),
-            }
-        )
+        rows.append(_rank_row(name, module, adapter_name, delta, energy, energy_rank(singular_values, energy)))
     return rows
+
+
+def _rank_row(name: str, module, adapter_name: str, delta: torch.Tensor, energy: float, needed: int) -> dict:
+    """The per-layer record that ``plain_rank_report`` returns and ``to_plain_lora`` extends."""
+    return {
+        "module": _module_key(name),
+        "shape": list(delta.shape),
+        "rank": module.r[adapter_name],
+        "omega": module.sine_omega[adapter_name],
+        "energy": energy,
+        "rank_for_energy": needed,
+    }
 
 
 @torch.no_grad()
@@ -607,19 +610,9 @@ def to_plain_lora(
         state[f"{name}.lora_A.weight"] = Vh[:k].to(dtype).contiguous()
         state[f"{name}.lora_B.weight"] = (U[:, :k] * S[:k]).to(dtype).contiguous()
         rank_pattern[_module_key(name)] = k
-        report.append(
-            {
-                "module": _module_key(name),
-                "shape": list(delta.shape),
-                "rank": module.r[adapter_name],
-                "omega": module.sine_omega[adapter_name],
-                "energy": energy,
-                "rank_for_energy": needed,
-                "exported_rank": k,
-                "kept_energy": kept,
-                "relative_error": math.sqrt(max(0.0, 1.0 - kept)),
-            }
-        )
+        row = _rank_row(name, module, adapter_name, delta, energy, needed)
+        row.update(exported_rank=k, kept_energy=kept, relative_error=math.sqrt(max(0.0, 1.0 - kept)))
+        report.append(row)
 
     fields = {f.name: copy.deepcopy(getattr(source, f.name)) for f in dataclasses.fields(LoraConfig) if f.init}
     fields.update(peft_type=PeftType.LORA, use_rslora=False, init_lora_weights=True)
