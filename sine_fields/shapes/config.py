@@ -52,6 +52,7 @@ class FitConfig:
 
     def check(self) -> None:
         """Every option a user can get wrong, checked before anything is loaded or written."""
+        self.field.check()
         self.train.check()
         self.extract.check()
 

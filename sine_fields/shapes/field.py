@@ -56,8 +56,9 @@ class FieldConfig:
     """kind of the hidden layers: dense, lowrank (U V) or sine (sin(omega U V) / gain)."""
     rank: int = 1
     """rank k of lowrank / sine layers."""
-    omega: float | None = None
-    """sine frequency (sine layers only); default 1000 / sqrt(rank), chosen by the sweep in benchmarks/shapes.py."""
+    omega: float | Literal["auto"] | None = None
+    """sine frequency (sine layers only): a number; auto (each fit probes 100, 300, 1000 and 3000 for a tenth of
+    its steps on held-back points and continues the best; recorded in omega.json); default 1000 / sqrt(rank)."""
     gain: float | None = None
     """divisor of the sine matrix; default sqrt(width)."""
     width: int = 256
@@ -73,8 +74,11 @@ class FieldConfig:
 
     # ----- the network ------------------------------------------------------------------------
     @property
-    def resolved_omega(self) -> float:
-        """``omega``, or the rank rule when it is None (a bad rank is reported by the network)."""
+    def resolved_omega(self) -> float | Literal["auto"]:
+        """``omega``, or the rank rule when it is None (a bad rank is reported by the network); "auto"
+        until a fit's probe replaces it with the chosen number."""
+        if self.omega == "auto":
+            return "auto"
         if self.omega is not None:
             return float(self.omega)
         return shape_omega(self.rank) if self.rank >= 1 else SHAPE_OMEGA_RANK1
@@ -94,8 +98,17 @@ class FieldConfig:
                    hidden_layers=mlp.n_hidden_layers, activation=mlp.activation, factorise=mlp.factorise,
                    fourier_frequencies=fourier_frequencies)
 
+    def check(self) -> None:
+        """Options that contradict each other, as ``UserError``s (checked before any training)."""
+        if self.omega == "auto" and self.linear != "sine":
+            raise UserError(f"--omega auto chooses the frequency of sine layers, and --linear {self.linear} has none; "
+                            "use --linear sine or leave --omega out")
+
     def build(self) -> "ShapeField":
         """A new ``ShapeField``; an impossible combination (rank > width, ...) is a ``UserError``."""
+        self.check()
+        if self.omega == "auto":
+            raise UserError("--omega auto is chosen by a fit's probe (sine_fields.shapes.omega) before the field is built")
         if self.fourier_frequencies < 0:
             raise UserError(f"--fourier-frequencies must be >= 0, got {self.fourier_frequencies}")
         try:

@@ -20,7 +20,7 @@ from torch.nn import functional as F
 from sine_fields.errors import UserError
 from sine_fields.shapes.field import FieldConfig, ShapeField
 from sine_fields.shapes.ground_truth import GroundTruth
-from sine_fields.shapes.sampling import training_points
+from sine_fields.shapes.sampling import PointSet, training_points
 
 __all__ = ["TrainConfig", "FitResult", "fit", "load_field", "new_field"]
 
@@ -98,9 +98,15 @@ def fit(
     checkpoint: Path | None = None,
     progress: bool = True,
     log_every: int = 10,
+    stop_at: int | None = None,
+    pool: PointSet | None = None,
 ) -> FitResult:
     """Train ``field`` (from ``new_field``) on ``gt``, on its device; resume from ``checkpoint`` when
-    it exists and save to it as it goes."""
+    it exists and save to it as it goes.
+
+    ``stop_at`` ends the call early, at that step of the same run (same schedule and batches; a later
+    call resumes from the checkpoint): the omega probe trains its candidates this way. ``pool`` is the
+    run's training pool (``training_points(gt, train.samples, train.seed)``) when the caller has it."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
     device, config = field.device, field.config
@@ -119,7 +125,9 @@ def fit(
         previous_seconds = float(state.get("seconds", 0.0))
     resumed_from = step
 
-    pool = training_points(gt, train.samples, seed=train.seed)
+    end = train.steps if stop_at is None else min(stop_at, train.steps)
+    if pool is None:
+        pool = training_points(gt, train.samples, seed=train.seed)
     points = torch.from_numpy(pool.points).to(device)
     key = "occupancy" if config.target == "occupancy" else "sdf"
     target = torch.from_numpy(getattr(pool, key).astype("float32")).to(device)
@@ -137,7 +145,7 @@ def fit(
                TextColumn("loss {task.fields[loss]:.4f}"), TimeRemainingColumn())
     with Progress(*columns, disable=not progress, transient=False) as bar:
         task = bar.add_task("fit", total=train.steps, completed=step, name=config.linear, loss=losses[-1] if losses else float("nan"))
-        while step < train.steps:
+        while step < end:
             index = torch.randint(len(points), (train.batch_size,), generator=generator).to(device)
             loss = _loss(field, points[index], target[index], train)
             optimiser.zero_grad(set_to_none=True)
@@ -148,7 +156,7 @@ def fit(
             if step % log_every == 0 or step == train.steps:
                 losses.append(loss.item())
                 bar.update(task, completed=step, loss=losses[-1])
-            if step % train.checkpoint_every == 0 or step == train.steps:
+            if step % train.checkpoint_every == 0 or step == end:
                 save()
     if checkpoint is not None and not checkpoint.exists():
         save()  # a run with zero steps left still leaves a checkpoint to extract from

@@ -7,6 +7,7 @@ writing files in one folder. The CLI, the report, the viewer and the benchmarks 
 ``DIR/mesh.ply``         the extracted mesh, in the ground-truth mesh's own coordinates
 ``DIR/extraction.json``  resolution, method, level, field_queries, seconds
 ``DIR/metrics.json``     ``METRIC_KEYS`` plus timings
+``DIR/omega.json``       ``--omega auto`` only: the probe's candidates, scores, chosen omega and seconds
 
 Every JSON and mesh is written atomically. A folder that holds a different run, or files that are not
 a run's, is refused rather than overwritten; the same fit run again resumes.
@@ -18,7 +19,7 @@ field option touches ``FieldConfig`` only (it is the CLI flag, the config.json e
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Literal
 
@@ -33,6 +34,7 @@ from sine_fields.shapes.export import export_mesh
 from sine_fields.shapes.extract import Extraction, extract
 from sine_fields.shapes.field import FieldConfig, ShapeField, field_summary
 from sine_fields.shapes.fit import TrainConfig, fit, load_field, new_field
+from sine_fields.shapes.fit import _save_checkpoint as save_checkpoint
 from sine_fields.shapes.ground_truth import GroundTruth, Normalisation
 from sine_fields.shapes.metrics import METRIC_KEYS, SURFACE_SAMPLES, iou, surface_metrics
 from sine_fields.shapes.sampling import evaluation_points
@@ -43,7 +45,7 @@ FORMAT_VERSION = 1
 # Points per IoU set (uniform and near-surface each): Occupancy Networks uses 100k uniform points.
 IOU_POINTS = 100_000
 SCORE_SURFACE_SAMPLES = SURFACE_SAMPLES
-RUN_FILES = ("config.json", "checkpoint.pt", "ground_truth.ply", "mesh.ply", "extraction.json", "metrics.json")
+RUN_FILES = ("config.json", "checkpoint.pt", "ground_truth.ply", "mesh.ply", "extraction.json", "metrics.json", "omega.json")
 Frame = Literal["normalised", "original"]
 
 
@@ -76,6 +78,10 @@ class RunPaths:
     @property
     def metrics(self) -> Path:
         return self.root / "metrics.json"
+
+    @property
+    def omega(self) -> Path:
+        return self.root / "omega.json"
 
 
 def refuse_run_file(path: Path, option: str) -> None:
@@ -177,12 +183,14 @@ class ShapeRun:
 
     @property
     def fit_config(self) -> FitConfig:
-        """The fit as a ``FitConfig`` (the extraction settings of the last extraction, if any)."""
+        """The fit as it was asked for (the extraction settings of the last extraction, if any): omega is
+        "auto" when a probe chose it (omega.json); ``field_config`` holds the chosen number."""
         extract = None
         if self.paths.extraction.exists():
             info = self.extraction
             extract = ExtractConfig(int(info["resolution"]), info["method"])
-        return FitConfig(self.mesh_source, self.field_config, self.train_config, extract or ExtractConfig())
+        field = replace(self.field_config, omega="auto") if self.paths.omega.exists() else self.field_config
+        return FitConfig(self.mesh_source, field, self.train_config, extract or ExtractConfig())
 
     @property
     def metrics(self) -> dict:
@@ -247,9 +255,17 @@ class ShapeRun:
         """Fit, extract and score one run in ``root`` (resuming the same fit); metrics in ``run.metrics``."""
         config.check()
         torch_dev = torch_device(device)
+        gt = probe = None
+        if config.field.omega == "auto":  # the probe needs the data; it replaces "auto" by the chosen number
+            gt = load_ground_truth(config.mesh)
+            config, probe, start = cls._resolve_omega(Path(root), config, gt, torch_dev, progress)
         field = new_field(config.field, config.train.seed, torch_dev)  # the one field of this fit
-        gt = load_ground_truth(config.mesh)
+        gt = load_ground_truth(config.mesh) if gt is None else gt
         run = cls._create(Path(root), config, gt, field.num_parameters())
+        if probe is not None:  # the chosen candidate's probe state is where this fit starts
+            atomic_write_json(run.paths.omega, probe.to_dict())
+            if not run.paths.checkpoint.exists():
+                save_checkpoint(run.paths.checkpoint, start)
         result = fit(gt, field, config.train, checkpoint=run.paths.checkpoint, progress=progress)
         start = time.perf_counter()
         extraction = run.extract(result.field, config.extract, progress=progress)
@@ -260,9 +276,37 @@ class ShapeRun:
                               "extract_seconds": round(extraction.seconds, 2),
                               "eval_seconds": round(time.perf_counter() - start - extraction.seconds, 2),
                               "device": str(torch_dev)}
+        if run.paths.omega.exists():
+            metrics["timings"]["omega_probe_seconds"] = read_json(run.paths.omega)["seconds"]
         metrics["final_loss"] = result.losses[-1] if result.losses else None
         atomic_write_json(run.paths.metrics, metrics)
         return run
+
+    @classmethod
+    def _resolve_omega(cls, root: Path, config: FitConfig, gt: GroundTruth, device, progress: bool):
+        """``--omega auto``: the omega this run folder recorded (a resumed run does not probe again), or a
+        new probe's choice; returns the config with a number, and the probe and its state when one ran."""
+        from rich.progress import Progress
+
+        from sine_fields.shapes.omega import choose_omega
+
+        paths = RunPaths(root)
+        if paths.config.exists():
+            if paths.omega.exists():
+                chosen = float(read_json(paths.omega)["chosen"])
+                return replace(config, field=replace(config.field, omega=chosen)), None, None
+            fixed = read_json(paths.config).get("field", {}).get("mlp", {}).get("omega")
+            raise UserError(f"{root} holds a run fitted with omega {fixed} (not --omega auto); pass --omega {fixed} to "
+                            "resume it, or choose a new --output folder")
+        cls._refuse_foreign(root)
+        with Progress(transient=True, disable=not progress) as bar:
+            task = bar.add_task("probe omega (--omega auto)", total=None)
+            return choose_omega(gt, config, device, on_candidate=lambda done, total: bar.update(task, completed=done, total=total))
+
+    @staticmethod
+    def _refuse_foreign(root: Path) -> None:
+        if root.exists() and any(root.iterdir()):
+            raise UserError(f"{root} is not empty and holds no sine-fields run; choose a new or empty --output folder")
 
     @classmethod
     def _create(cls, root: Path, config: FitConfig, gt: GroundTruth, num_parameters: int) -> "ShapeRun":
@@ -277,8 +321,7 @@ class ShapeRun:
             if {k: existing.get(k) for k in config.to_dict()} != config.to_dict():
                 raise UserError(f"{root} holds another run (its config.json differs); choose a new --output folder")
             return cls(root, existing)
-        if root.exists() and any(root.iterdir()):
-            raise UserError(f"{root} is not empty and holds no sine-fields run; choose a new or empty --output folder")
+        cls._refuse_foreign(root)
         root.mkdir(parents=True, exist_ok=True)
         atomic_write_json(paths.config, run_config)
         export_mesh(gt.original.vertices, gt.original.faces, paths.ground_truth)
