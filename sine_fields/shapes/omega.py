@@ -56,9 +56,9 @@ def holdout_seed(seed: int) -> int:
     return int(np.random.SeedSequence([seed, HOLDOUT_STREAM]).generate_state(1)[0])
 
 
-def holdout_points(gt: GroundTruth, train: TrainConfig, count: int = HOLDOUT_POINTS) -> PointSet:
-    """``count`` labelled points drawn like the training pool from ``holdout_seed(train.seed)``."""
-    return training_points(gt, count, seed=holdout_seed(train.seed))
+def holdout_points(gt: GroundTruth, train: TrainConfig, count: int | None = None) -> PointSet:
+    """``count`` (default ``HOLDOUT_POINTS``) labelled points drawn like the training pool from ``holdout_seed(train.seed)``."""
+    return training_points(gt, HOLDOUT_POINTS if count is None else count, seed=holdout_seed(train.seed))
 
 
 def holdout_score(field: ShapeField, points: PointSet, train: TrainConfig) -> float:
