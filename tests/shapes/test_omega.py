@@ -145,3 +145,17 @@ def test_cli_reads_auto_and_numbers(capsys):
     with pytest.raises(SystemExit):
         cli.main(["fit", "--help"])
     assert "auto" in capsys.readouterr().out
+
+
+def test_fit_many_skips_a_finished_auto_run(sphere_file, tmp_path, monkeypatch):
+    from sine_fields.shapes.many import fit_one
+
+    monkeypatch.setattr(omega_module, "CANDIDATES", (HOPELESS, GOOD))
+    config = FitConfig(str(sphere_file), SMALL_FIELD, replace(TRAIN, steps=40), ExtractConfig(resolution=32, method="dense"))
+    shared = {k: v for k, v in config.to_dict().items() if k != "mesh"}
+    assert shared["field"]["mlp"]["omega"] == "auto"  # fit-many hands "auto" to every task
+    arguments = (str(sphere_file), str(tmp_path / "run"), shared, config.extract.to_dict(), (16,), 0, "cpu", 1)
+    first = fit_one(*arguments)
+    assert first["status"] == "ok", first["reason"]
+    assert json.loads((tmp_path / "run" / "omega.json").read_text())["chosen"] == GOOD
+    assert fit_one(*arguments)["status"] == "skipped (finished before)"
