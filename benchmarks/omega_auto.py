@@ -178,6 +178,16 @@ def markdown(result: dict) -> str:
                      f"{s['share_auto_within_1pct']:.0%} | {s['share_auto_picked_best']:.0%} | "
                      f"{_fmt(s['median_best_minus_rule'], 4)} | {s['median_auto_extra_seconds']:.1f} | "
                      f"{s['median_fixed_seconds']:.1f} |")
+    # The grid itself: median IoU of each fixed omega (and the rule's, where it is not in the grid) per rank.
+    omegas = sorted({row["omega"] for r in result["rows"] for row in r["fixed"].values()})
+    lines += ["", "| k | " + " | ".join(f"omega {w:g}" for w in omegas) + " |", "|---|" + "---|" * len(omegas)]
+    for key in result["summary"]:
+        group = [r for r in result["rows"] if r["rank"] == int(key[1:])]
+        cells = []
+        for w in omegas:
+            values = [r["fixed"][f"{w:g}"]["iou"] for r in group if f"{w:g}" in r["fixed"]]
+            cells.append(_fmt(statistics.median(values)) if len(values) == len(group) else "")
+        lines.append(f"| {key[1:]} | " + " | ".join(cells) + " |")
     train = result["train"]
     lines.append("")
     lines.append(f"Medians over {len(result['meshes_done'])} meshes{' (partial run)' if result['partial'] else ''}; "
