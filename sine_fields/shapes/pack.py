@@ -32,6 +32,7 @@ import struct
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -39,14 +40,17 @@ from sine_fields.errors import UserError
 from sine_fields.shapes.field import FieldConfig, ShapeField
 from sine_fields.shapes.ground_truth import Normalisation
 
-__all__ = ["BITS", "FORMAT", "PACK_SUFFIX", "PackedShape", "dequantise_rows", "load_packed", "pack_bytes",
-           "quantise_rows", "unpack_bytes"]
+__all__ = ["BITS", "FORMAT", "PACK_SUFFIX", "SINE_FACTOR_BITS", "PackedShape", "affine_rows", "code_widths",
+           "dequantise_rows", "load_packed", "pack_bytes", "quantise_rows", "sine_factor_names", "unpack_bytes"]
 
 FORMAT = "sine-fields-shape"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 METADATA_KEY = "sine_fields"
 BITS = (16, 8)
 PACK_SUFFIX = ".sfz"
+MAX_CODE_BITS = 16
+AFFINE_DTYPES = {"float32": torch.float32, "float16": torch.float16}
+SINE_FACTOR_BITS = 10
 
 
 @dataclass
@@ -66,24 +70,57 @@ def _as_rows(tensor: Tensor) -> tuple[Tensor, bool]:
     return matrix, False
 
 
-def quantise_rows(tensor: Tensor, bits: int = 8) -> tuple[Tensor, Tensor]:
-    """Any float tensor -> ``(codes, affine)``: integer codes shaped like the rows of ``_as_rows`` (uint8 at
-    8 bits; int16 at 16 bits, holding ``code - 32768``) and ``(rows, 2)`` float32 ``(offset, step)``;
-    ``dequantise_rows`` inverts it to within ``step / 2`` per entry, ``step = row range / (2^bits - 1)``."""
+def _blocks(rows: Tensor, block: int) -> Tensor:
+    """``(r, c)`` rows -> ``(r * ceil(c / block), block)``: each row cut into blocks of ``block`` entries
+    (0: the whole row), the last block padded with its row's last entry (padding is cut off again)."""
+    if block <= 0 or block >= rows.shape[1]:
+        return rows
+    per_row = -(-rows.shape[1] // block)
+    padded = torch.cat([rows, rows[:, -1:].expand(-1, per_row * block - rows.shape[1])], dim=1)
+    return padded.reshape(rows.shape[0] * per_row, block)
+
+
+def _unblock(blocks: Tensor, shape: torch.Size) -> Tensor:
+    """Invert ``_blocks`` for rows of ``shape``."""
+    if blocks.shape == shape:
+        return blocks
+    return blocks.reshape(shape[0], -1)[:, : shape[1]]
+
+
+def _round_affine(low: Tensor, high: Tensor, levels: int, dtype: torch.dtype) -> tuple[Tensor, Tensor]:
+    """``(offset, step)`` in ``dtype`` such that ``offset <= low`` and ``offset + levels * step >= high``,
+    so that every entry is within half a step of a code (a float16 offset rounded above a row's minimum
+    would clamp that minimum to code 0, a full rounding error away)."""
+    offset = low.to(dtype)
+    below = offset.float() > low
+    offset = torch.where(below, torch.nextafter(offset, torch.full_like(offset, -torch.inf)), offset)
+    step = ((high - offset.float()) / levels).to(dtype)
+    step = torch.where(step > 0, step, torch.ones_like(step))  # a constant row: every code 0 gives `low` exactly
+    short = offset.float() + levels * step.float() < high
+    step = torch.where(short, torch.nextafter(step, torch.full_like(step, torch.inf)), step)
+    return offset, step
+
+
+def quantise_rows(tensor: Tensor, bits: int = 8, block: int = 0, affine_dtype: torch.dtype = torch.float32
+                  ) -> tuple[Tensor, Tensor]:
+    """Any float tensor -> ``(codes, affine)``: int32 codes in ``[0, 2^bits - 1]`` shaped like the rows of
+    ``_as_rows``, and ``(blocks, 2)`` ``(offset, step)`` pairs in ``affine_dtype``, one per ``block``
+    entries of a row (0: one per row); ``dequantise_rows`` inverts it to within ``step / 2`` per entry,
+    ``step`` about ``block range / (2^bits - 1)``."""
+    if not 1 <= bits <= MAX_CODE_BITS:
+        raise ValueError(f"code width {bits} is not in 1..{MAX_CODE_BITS}")
     levels = (1 << bits) - 1
     rows, _ = _as_rows(tensor.detach().float().cpu())
-    low, high = rows.min(dim=1).values, rows.max(dim=1).values
-    step = (high - low) / levels
-    step = torch.where(step > 0, step, torch.ones_like(step))  # a constant row: every code 0 gives `low` exactly
-    codes = torch.round((rows - low[:, None]) / step[:, None]).clamp_(0, levels).to(torch.int32)
-    codes = codes.to(torch.uint8) if bits == 8 else (codes - 32768).to(torch.int16)
-    return codes.contiguous(), torch.stack([low, step], dim=1).contiguous()
+    blocks = _blocks(rows, block)
+    offset, step = _round_affine(blocks.min(dim=1).values, blocks.max(dim=1).values, levels, affine_dtype)
+    codes = torch.round((blocks - offset.float()[:, None]) / step.float()[:, None]).clamp_(0, levels).to(torch.int32)
+    return _unblock(codes, rows.shape).contiguous(), torch.stack([offset, step], dim=1).contiguous()
 
 
-def dequantise_rows(codes: Tensor, affine: Tensor, shape: torch.Size | tuple[int, ...]) -> Tensor:
-    """Invert ``quantise_rows`` back to a float32 tensor of ``shape``."""
-    values = codes.to(torch.int32) + (32768 if codes.dtype == torch.int16 else 0)
-    rows = affine[:, :1].float() + affine[:, 1:].float() * values.float()
+def dequantise_rows(codes: Tensor, affine: Tensor, shape: torch.Size | tuple[int, ...], block: int = 0) -> Tensor:
+    """Invert ``quantise_rows`` (with the same ``block``) back to a float32 tensor of ``shape``."""
+    values = codes.float()
+    rows = _unblock(affine[:, :1].float() + affine[:, 1:].float() * _blocks(values, block), values.shape)
     numel = 1
     for size in shape:
         numel *= int(size)
@@ -93,43 +130,106 @@ def dequantise_rows(codes: Tensor, affine: Tensor, shape: torch.Size | tuple[int
     return rows.reshape(shape).contiguous()
 
 
-def pack_bytes(config: FieldConfig, state: dict[str, Tensor], normalisation: Normalisation, bits: int) -> bytes:
+def affine_rows(shape: torch.Size | tuple[int, ...], block: int = 0) -> int:
+    """How many ``(offset, step)`` pairs ``quantise_rows`` gives a tensor of ``shape``."""
+    rows, _ = _as_rows(torch.empty(shape, device="meta"))
+    per_row = 1 if block <= 0 or block >= rows.shape[1] else -(-rows.shape[1] // block)
+    return rows.shape[0] * per_row
+
+
+# ----- code widths ------------------------------------------------------------------------------------
+def sine_factor_names(config: FieldConfig) -> set[str]:
+    """``state_dict`` names of the factors ``U``, ``V`` of the field's sine layers (whose rounding error
+    the sine's omega multiplies)."""
+    from sine_fields.layers import SineLowRankLinear
+
+    with torch.device("meta"):  # names only: no memory, and the global random state is not drawn from
+        field = ShapeField(config)
+    return {f"{name}.{factor}" if name else factor for name, module in field.named_modules()
+            if isinstance(module, SineLowRankLinear) for factor in ("U", "V")}
+
+
+def code_widths(config: FieldConfig, names: list[str], bits: int, factor_bits: int | None = None) -> dict[str, int]:
+    """The code width of every tensor of a file packed at ``bits``: all ``bits`` wide at 16; at 8, the sine
+    factors ``factor_bits`` wide (default ``SINE_FACTOR_BITS``) and the rest 8."""
+    if bits not in BITS:
+        raise UserError(f"--bits must be one of {', '.join(map(str, BITS))}, got {bits}")
+    factors = sine_factor_names(config) if bits == 8 else set()
+    wide = SINE_FACTOR_BITS if factor_bits is None else factor_bits
+    return {name: wide if name in factors else bits for name in names}
+
+
+def _pack_codes(codes: list[Tensor], widths: list[int]) -> Tensor:
+    """Integer codes of the given widths -> one uint8 bit stream (each code most significant bit first,
+    the last byte padded with zeros)."""
+    chunks = []
+    for values, width in zip(codes, widths):
+        big_endian = values.reshape(-1).numpy().astype(">u2")
+        bits = np.unpackbits(big_endian.view(np.uint8)).reshape(-1, 16)[:, 16 - width :]
+        chunks.append(bits.reshape(-1))
+    return torch.from_numpy(np.packbits(np.concatenate(chunks) if chunks else np.zeros(0, np.uint8)))
+
+
+def _unpack_codes(stream: Tensor, counts: list[int], widths: list[int]) -> list[Tensor]:
+    """Invert ``_pack_codes`` for tensors of ``counts`` entries; a stream of another length is a ``ValueError``."""
+    total = sum(count * width for count, width in zip(counts, widths))
+    if stream.dtype != torch.uint8 or stream.dim() != 1 or len(stream) != -(-total // 8):
+        raise ValueError(f"{len(stream)} bytes of codes for a field of {total} code bits")
+    bits, at, out = np.unpackbits(stream.numpy()), 0, []
+    for count, width in zip(counts, widths):
+        chunk = bits[at : at + count * width].reshape(count, width)
+        padded = np.concatenate([np.zeros((count, 16 - width), np.uint8), chunk], axis=1)
+        out.append(torch.from_numpy(np.packbits(padded, axis=1).view(">u2").reshape(-1).astype(np.int32)))
+        at += count * width
+    return out
+
+
+# ----- the file ---------------------------------------------------------------------------------------
+def pack_bytes(config: FieldConfig, state: dict[str, Tensor], normalisation: Normalisation, bits: int,
+               widths: dict[str, int] | None = None, block: int = 0, affine_dtype: torch.dtype = torch.float32) -> bytes:
     """The packed file's content for a field's ``state_dict`` at ``bits`` (16 or 8).
 
-    The codes go in as one flat vector in ``state_dict`` order (``codes``, then the ``affine`` rows): a
-    field rebuilt from the configuration has the same names and shapes in the same order, so storing
-    them would only add header bytes (about 70 per tensor).
+    ``widths`` (default ``code_widths``) gives each tensor's code width, ``block`` the entries per
+    ``(offset, step)`` pair (0: one pair per row), ``affine_dtype`` the pairs' float type (float32 or
+    float16). The codes of all tensors go in as one bit stream in ``state_dict`` order, the pairs as one
+    ``(n, 2)`` tensor: a field rebuilt from the configuration has the same names and shapes in the same
+    order, so storing them would only add header bytes (about 70 per tensor).
     """
     from safetensors.torch import save
 
-    if bits not in BITS:
-        raise UserError(f"--bits must be one of {', '.join(map(str, BITS))}, got {bits}")
-    parts = [quantise_rows(value, bits) for value in state.values()]
-    tensors = {"codes": torch.cat([codes.reshape(-1) for codes, _ in parts]),
+    widths = code_widths(config, list(state), bits) if widths is None else widths
+    if list(widths) != list(state):
+        raise ValueError("widths must name the state's tensors in its order")
+    if affine_dtype not in AFFINE_DTYPES.values():
+        raise ValueError(f"affine_dtype must be one of {', '.join(AFFINE_DTYPES)}, got {affine_dtype}")
+    parts = [quantise_rows(value, widths[name], block, affine_dtype) for name, value in state.items()]
+    tensors = {"codes": _pack_codes([codes for codes, _ in parts], list(widths.values())),
                "affine": torch.cat([affine for _, affine in parts])}
-    metadata = {"format": FORMAT, "format_version": FORMAT_VERSION, "bits": bits, "field": config.to_dict(),
-                "normalisation": normalisation.to_dict()}
+    metadata = {"format": FORMAT, "format_version": FORMAT_VERSION, "bits": bits, "code_bits": list(widths.values()),
+                "block": block, "field": config.to_dict(), "normalisation": normalisation.to_dict()}
     return save(tensors, metadata={METADATA_KEY: json.dumps(metadata, separators=(",", ":"))})
 
 
-def _unflatten(template: dict[str, Tensor], tensors: dict[str, Tensor], bits: int) -> dict[str, Tensor]:
-    """The flat codes of a packed file back into a ``state_dict`` shaped like ``template``."""
-    expected = torch.uint8 if bits == 8 else torch.int16
-    if tensors["codes"].dtype != expected or tensors["affine"].dtype != torch.float32:
-        raise ValueError(f"codes {tensors['codes'].dtype} / affine {tensors['affine'].dtype} for {bits}-bit codes")
-    state, at, row_at = {}, 0, 0
-    for name, value in template.items():
+def _unflatten(template: dict[str, Tensor], tensors: dict[str, Tensor], widths: list[int], block: int) -> dict[str, Tensor]:
+    """The bit stream and affine pairs of a packed file back into a ``state_dict`` shaped like ``template``."""
+    if len(widths) != len(template) or not all(isinstance(w, int) and 1 <= w <= MAX_CODE_BITS for w in widths):
+        raise ValueError(f"code_bits {widths} for a field of {len(template)} tensors")
+    if not isinstance(block, int) or block < 0:
+        raise ValueError(f"block {block!r} is not a count of entries")
+    affine = tensors["affine"]
+    if affine.dtype not in AFFINE_DTYPES.values() or affine.dim() != 2 or affine.shape[1] != 2:
+        raise ValueError(f"affine pairs of dtype {affine.dtype} and shape {tuple(affine.shape)}")
+    codes = _unpack_codes(tensors["codes"], [value.numel() for value in template.values()], widths)
+    state, row_at = {}, 0
+    for (name, value), values in zip(template.items(), codes):
         rows, _ = _as_rows(value)
-        count = value.numel()
-        codes = tensors["codes"][at : at + count]
-        affine = tensors["affine"][row_at : row_at + rows.shape[0]]
-        if len(codes) != count or len(affine) != rows.shape[0]:
-            raise ValueError("fewer codes or affine rows than the field's parameters")
-        state[name] = dequantise_rows(codes.reshape(rows.shape), affine, tuple(value.shape))
-        row_at += rows.shape[0]
-        at += count
-    if len(tensors["codes"]) != at or len(tensors["affine"]) != row_at:
-        raise ValueError(f"{len(tensors['codes'])} stored codes for a field of {at} parameters")
+        count = affine_rows(value.shape, block)
+        if row_at + count > len(affine):
+            raise ValueError("fewer affine pairs than the field's tensors need")
+        state[name] = dequantise_rows(values.reshape(rows.shape), affine[row_at : row_at + count], tuple(value.shape), block)
+        row_at += count
+    if len(affine) != row_at:
+        raise ValueError(f"{len(affine)} affine pairs for a field that needs {row_at}")
     return state
 
 
@@ -172,7 +272,7 @@ def unpack_bytes(data: bytes, name: str = "packed shape") -> PackedShape:
         bits = int(metadata["bits"])
         if bits not in BITS:
             raise ValueError(f"bits {bits} is not one of {BITS}")
-        field.load_state_dict(_unflatten(field.state_dict(), tensors, bits))
+        field.load_state_dict(_unflatten(field.state_dict(), tensors, metadata["code_bits"], metadata["block"]))
         normalisation = Normalisation.from_dict(metadata["normalisation"])
     except (KeyError, ValueError, TypeError, RuntimeError) as error:
         # RuntimeError: load_state_dict's missing/unexpected keys or shape mismatches, on one line.

@@ -20,9 +20,10 @@ from sine_fields.shapes.config import ExtractConfig, FitConfig
 from sine_fields.shapes.extract import Extraction
 from sine_fields.shapes.field import FieldConfig
 from sine_fields.shapes.fit import TrainConfig
-from sine_fields.shapes.pack import BITS, PackedShape, load_packed, pack_bytes
+from sine_fields.shapes.pack import BITS, PackedShape, code_widths, load_packed, pack_bytes
 
-__all__ = ["FINETUNE_STEPS", "FitMany", "Pack", "Unpack", "evaluate_packed", "extract_packed", "pack_run", "score_packed"]
+__all__ = ["FINETUNE_STEPS", "FitMany", "Pack", "Unpack", "evaluate_packed", "extract_packed", "finetune_for_pack", "pack_run",
+           "score_packed", "surface_chamfer"]
 
 Method = Literal["dense", "coarse-to-fine"]
 # Quantisation-aware fine-tuning for 8 bits. Measured on a rank-1 sine bunny fit (300 steps): rounding its
@@ -42,11 +43,15 @@ def _open_run(root: Path):
     return run
 
 
-def _finetune(run, field, steps: int) -> list[float]:
-    """Quantisation-aware fine-tuning of ``field`` on the run's own training pool and loss.
+def finetune_for_pack(run, field, steps: int, widths: dict[str, int], lr: float = FINETUNE_LR,
+                      target: Literal["run", "labels"] = "run", block: int = 0, affine_dtype=None) -> list[float]:
+    """Quantisation-aware fine-tuning of ``field`` (the run's trained field, changed in place) on the run's
+    own training pool and loss, with the codes of ``widths`` in the loop.
 
-    The ground truth's labels rather than the float field's own predictions: on the rank-1 bunny both
-    ended about 0.005 (Chamfer-L1) from the run's surface, the labels slightly closer (0.0052 vs 0.0058)."""
+    ``target="run"`` fits the quantised field to the trained field's own outputs (its probabilities, or its
+    distances), ``"labels"`` to the ground truth's: a packed file should hold the run's shape, and on a
+    run that stopped short of convergence the labels keep training it, moving its surface away from the
+    run's (measured by benchmarks/pack_precision.py)."""
     import torch
 
     from sine_fields.shapes.fit import _loss
@@ -55,11 +60,18 @@ def _finetune(run, field, steps: int) -> list[float]:
 
     train = run.train_config
     pool = training_points(run.ground_truth(), train.samples, seed=train.seed)
-    key = "occupancy" if run.field_config.target == "occupancy" else "sdf"
     points = torch.from_numpy(pool.points).to(field.device)
-    target = torch.from_numpy(getattr(pool, key).astype("float32")).to(field.device)
-    return finetune_quantised(field, points, target, lambda f, p, t: _loss(f, p, t, train), steps,
-                              train.batch_size, FINETUNE_LR, seed=train.seed)
+    if target == "labels":
+        key = "occupancy" if run.field_config.target == "occupancy" else "sdf"
+        values = torch.from_numpy(getattr(pool, key).astype("float32")).to(field.device)
+    else:
+        with torch.no_grad():
+            raw = torch.cat([field(chunk) for chunk in points.split(65536)])
+        # Occupancy: the trained probabilities as soft BCE targets; SDF: its distances for the L1 loss.
+        values = torch.sigmoid(raw) if run.field_config.target == "occupancy" else raw
+    return finetune_quantised(field, points, values, lambda f, p, t: _loss(f, p, t, train), steps,
+                              train.batch_size, lr, widths, seed=train.seed, block=block,
+                              affine_dtype=torch.float32 if affine_dtype is None else affine_dtype)
 
 
 def pack_run(root: Path, bits: int = 16, finetune_steps: int = 0, device: str = "cpu") -> bytes:
@@ -71,9 +83,10 @@ def pack_run(root: Path, bits: int = 16, finetune_steps: int = 0, device: str = 
         raise UserError(f"--finetune-steps must be >= 0, got {finetune_steps}")
     run = _open_run(root)
     field = run.load_field(device)
+    widths = code_widths(run.field_config, list(field.state_dict()), bits)
     if bits == 8 and finetune_steps:
-        _finetune(run, field, finetune_steps)
-    return pack_bytes(run.field_config, field.state_dict(), run.normalisation, bits)
+        finetune_for_pack(run, field, finetune_steps, widths)
+    return pack_bytes(run.field_config, field.state_dict(), run.normalisation, bits, widths)
 
 
 def extract_packed(packed: PackedShape, resolution: int = 256, method: Method = "coarse-to-fine",
@@ -112,6 +125,31 @@ def score_packed(packed: PackedShape, mesh: str, resolution: int = 256, method: 
     # The run's scorer, so that a packed file and its run are measured the same way; it reads nothing
     # from the run folder (``self`` is unused), hence no run here.
     return ShapeRun._metrics(None, gt, packed.field, surface, extraction.field_queries)
+
+
+def _mean_distance_to_surface(source: trimesh.Trimesh, target: trimesh.Trimesh, samples: int, seed: int) -> float:
+    """Mean exact distance from ``samples`` points on ``source`` to the triangles of ``target`` (open3d)."""
+    import numpy as np
+    import open3d as o3d
+
+    scene = o3d.t.geometry.RaycastingScene()
+    scene.add_triangles(o3d.core.Tensor(np.asarray(target.vertices, dtype=np.float32)),
+                        o3d.core.Tensor(np.asarray(target.faces, dtype=np.uint32)))
+    points = trimesh.sample.sample_surface(source, samples, seed=seed)[0]
+    return float(scene.compute_distance(o3d.core.Tensor(points.astype(np.float32))).numpy().mean())
+
+
+def surface_chamfer(mesh: trimesh.Trimesh, reference: trimesh.Trimesh, samples: int = 50_000, seed: int = 0) -> float:
+    """Chamfer-L1 between two surfaces: half the sum of the mean distances from ``samples`` points on each
+    mesh to the other's triangles (inf when either has no faces).
+
+    Points against the other surface rather than against its samples (the metrics' Chamfer): two samplings
+    of one bunny are about 0.003 apart at 50k points (their spacing), which would hide a packed file's
+    quantisation error of a thousandth."""
+    if len(mesh.faces) == 0 or len(reference.faces) == 0:
+        return float("inf")
+    return 0.5 * (_mean_distance_to_surface(mesh, reference, samples, seed)
+                  + _mean_distance_to_surface(reference, mesh, samples, seed))
 
 
 def evaluate_packed(packed: Path, mesh: str | None, resolution: int = 256, method: Method = "coarse-to-fine",

@@ -25,18 +25,24 @@ __all__ = ["FakeQuantise", "finetune_quantised"]
 
 
 class FakeQuantise(nn.Module):
-    """A parametrisation: the 8-bit per-row quantised value forward, the identity backward."""
+    """A parametrisation: the value ``quantise_rows`` codes (``bits`` wide, ``block`` entries per pair)
+    forward, the identity backward."""
+
+    def __init__(self, bits: int = 8, block: int = 0, affine_dtype: torch.dtype = torch.float32) -> None:
+        super().__init__()
+        self.bits, self.block, self.affine_dtype = bits, block, affine_dtype
 
     def forward(self, weight: Tensor) -> Tensor:
         with torch.no_grad():
-            codes, affine = quantise_rows(weight)
-            quantised = dequantise_rows(codes, affine, tuple(weight.shape)).to(weight)
+            codes, affine = quantise_rows(weight, self.bits, self.block, self.affine_dtype)
+            quantised = dequantise_rows(codes, affine, tuple(weight.shape), self.block).to(weight)
         return weight + (quantised - weight).detach()
 
 
 def finetune_quantised(field: ShapeField, points: Tensor, target: Tensor, loss_fn, steps: int, batch_size: int,
-                       lr: float, seed: int = 0) -> list[float]:
-    """Fine-tune ``field`` in place with every parameter fake-quantised to 8 bits.
+                       lr: float, widths: dict[str, int], seed: int = 0, block: int = 0,
+                       affine_dtype: torch.dtype = torch.float32) -> list[float]:
+    """Fine-tune ``field`` in place with every parameter fake-quantised as ``pack_bytes`` codes it.
 
     Args:
         field: a trained field (its device is used).
@@ -45,6 +51,7 @@ def finetune_quantised(field: ShapeField, points: Tensor, target: Tensor, loss_f
         loss_fn: ``loss_fn(field, points, target) -> scalar`` (the fit's loss).
         steps: optimiser steps (0 leaves the field unchanged).
         lr: Adam's learning rate, decayed to zero on a cosine.
+        widths: code width of every parameter (``code_widths``); ``block``, ``affine_dtype``: as ``pack_bytes``.
     Returns the loss every 10 steps.
     """
     if steps <= 0:
@@ -53,7 +60,7 @@ def finetune_quantised(field: ShapeField, points: Tensor, target: Tensor, loss_f
     modules = dict(field.named_modules())
     for name in names:
         owner, _, attribute = name.rpartition(".")
-        parametrize.register_parametrization(modules[owner], attribute, FakeQuantise())
+        parametrize.register_parametrization(modules[owner], attribute, FakeQuantise(widths[name], block, affine_dtype))
     optimiser = torch.optim.Adam(field.parameters(), lr=lr)
     schedule = torch.optim.lr_scheduler.LambdaLR(optimiser, lambda step: 0.5 * (1 + math.cos(math.pi * step / steps)))
     generator = torch.Generator().manual_seed(seed)
