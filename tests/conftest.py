@@ -1,7 +1,18 @@
-"""Fixtures shared by the core tests."""
+"""Fixtures and helpers shared by the core tests."""
 
 import pytest
 import torch
+
+# Token ids every language-model test feeds (vocabulary 64, as ``tiny_llama``): fixed, so that outputs of
+# two models can be compared entry by entry.
+IDS = torch.randint(0, 64, (2, 8), generator=torch.Generator().manual_seed(0))
+
+
+def logits(model):
+    """``model``'s logits on ``IDS`` in eval mode, without gradients."""
+    model.eval()
+    with torch.no_grad():
+        return model(input_ids=IDS).logits
 
 
 @pytest.fixture

@@ -15,13 +15,7 @@ transformers = pytest.importorskip("transformers", reason="transformers is a dep
 
 from sine_fields.peft_lora import energy_rank, plain_rank_report, register_sine_lora, to_plain_lora  # noqa: E402
 
-IDS = torch.randint(0, 64, (2, 8), generator=torch.Generator().manual_seed(0))
-
-
-def logits(model):
-    model.eval()
-    with torch.no_grad():
-        return model(input_ids=IDS).logits
+from .conftest import IDS, logits  # noqa: E402
 
 
 def trained_like(tiny_llama, omega=60.0, use_dora=False):

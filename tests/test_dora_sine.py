@@ -11,13 +11,7 @@ transformers = pytest.importorskip("transformers", reason="transformers is a dep
 
 from sine_fields.peft_lora import PeftSineLoRALinear, load_sine_lora, register_sine_lora  # noqa: E402
 
-IDS = torch.randint(0, 64, (2, 8), generator=torch.Generator().manual_seed(0))
-
-
-def logits(model):
-    model.eval()
-    with torch.no_grad():
-        return model(input_ids=IDS).logits
+from .conftest import IDS, logits  # noqa: E402
 
 
 def sine_dora(base, targets=("q_proj", "v_proj"), omega=40.0, **kwargs):

@@ -16,6 +16,7 @@ from torch import nn
 peft = pytest.importorskip("peft", reason="peft is a dependency of sine-fields; install the project")
 transformers = pytest.importorskip("transformers", reason="transformers is a dependency of sine-fields")
 
+from .conftest import IDS, logits  # noqa: E402
 from sine_fields.peft_lora import (  # noqa: E402
     SINE_PEFT_TYPE,
     _check_peft_has_lora_variants,
@@ -49,15 +50,6 @@ def tiny_gpt2():
     torch.manual_seed(0)
     config = transformers.GPT2Config(vocab_size=64, n_positions=32, n_embd=32, n_layer=2, n_head=4)
     return transformers.GPT2LMHeadModel(config)
-
-
-IDS = torch.randint(0, 64, (2, 8), generator=torch.Generator().manual_seed(0))
-
-
-def logits(model):
-    model.eval()
-    with torch.no_grad():
-        return model(input_ids=IDS).logits
 
 
 def test_layers_are_sine_lora_and_start_at_the_base_model(tiny_llama):
