@@ -258,14 +258,14 @@ class ShapeRun:
         gt = probe = None
         if config.field.omega == "auto":  # the probe needs the data; it replaces "auto" by the chosen number
             gt = load_ground_truth(config.mesh)
-            config, probe, start = cls._resolve_omega(Path(root), config, gt, torch_dev, progress)
+            config, probe, probe_state = cls._resolve_omega(Path(root), config, gt, torch_dev, progress)
         field = new_field(config.field, config.train.seed, torch_dev)  # the one field of this fit
         gt = load_ground_truth(config.mesh) if gt is None else gt
         run = cls._create(Path(root), config, gt, field.num_parameters())
         if probe is not None:  # the chosen candidate's probe state is where this fit starts
             atomic_write_json(run.paths.omega, probe.to_dict())
             if not run.paths.checkpoint.exists():
-                save_checkpoint(run.paths.checkpoint, start)
+                save_checkpoint(run.paths.checkpoint, probe_state)
         result = fit(gt, field, config.train, checkpoint=run.paths.checkpoint, progress=progress)
         start = time.perf_counter()
         extraction = run.extract(result.field, config.extract, progress=progress)
