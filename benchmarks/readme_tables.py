@@ -149,6 +149,7 @@ TABLES: dict[str, Table] = {
     "nerf-nerfacto-parameters": Table(RESULTS + "nerf-nerfacto-parameters.json", from_benchmark("nerf_nerfacto")),
     "nerf-mesh": Table(RESULTS + "nerf_mesh_duck.json", from_benchmark("nerf_mesh")),
     "compression": Table(RESULTS + "compression.json", from_benchmark("compression")),
+    "omega-auto": Table(RESULTS + "omega_auto.json", from_benchmark("omega_auto")),
 }
 
 
