@@ -5,13 +5,27 @@ safetensors is a JSON header followed by raw little-endian tensors: opening a fi
 a pickle) and the header holds string metadata, where the field configuration and the normalisation go
 as one compact JSON string under ``METADATA_KEY``.
 
-Both precisions store every tensor as integer codes with an affine map per row, ``x = offset + step * code``
-(uint8 codes at 8 bits, 16-bit codes at 16 bits), the ``(offset, step)`` pairs in float32 beside them.
-Uniform 16-bit codes rather than float16: a sine layer multiplies its factors' error by omega (the argument
-``omega * u_i * v_j`` is tens of radians at omega = 1000), so what matters is the absolute error of the large
-entries; float16 keeps 11 significant bits for every entry, a 16-bit code 16 bits of the row's range. On a
-rank-1 bunny fit (300 steps, extraction at 128^3, distances from surface samples to the other surface)
-float16 moved the surface by 0.00034 on average, 16-bit codes by 0.000036.
+Every tensor is stored as integer codes with an affine map per row, ``x = offset + step * code``, the
+``(offset, step)`` pairs in float32 beside them. Uniform 16-bit codes rather than float16: a sine layer
+multiplies its factors' error by omega (the argument ``omega * u_i * v_j`` is tens of radians at omega = 1000),
+so what matters is the absolute error of the large entries; float16 keeps 11 significant bits for every
+entry, a 16-bit code 16 bits of the row's range. On a rank-1 bunny fit (300 steps, extraction at 128^3,
+distances from surface samples to the other surface) float16 moved the surface by 0.00034 on average,
+16-bit codes by 0.000036.
+
+Each tensor has its own code width (``code_widths``), and the codes of all tensors are one bit stream. A
+16-bit file codes everything at 16 bits. An "8-bit" file is mixed: 8-bit codes for the dense layers and
+the biases, ``SINE_FACTOR_BITS`` for the factors ``U``, ``V`` of the sine layers. 8 bits everywhere moves
+a rank-1 bunny's surface by about 0.013 (Chamfer-L1 to the run's own mesh) and quantisation-aware
+fine-tuning only brings that to about 0.006; with every other tensor at 16 bits and the factors alone at
+8 it is still 0.012, while the dense layers or the biases alone at 8 bits cost under 0.001. An 8-bit
+code of a factor is off by up to 1/510 of its row's range, which omega turns into a tenth of a radian or
+more of the sine's argument; two more bits cut that by four, for 256 more bytes on that field
+(benchmarks/pack_precision.py measures these and the other options: finer affine groups, longer
+fine-tuning, other widths). Plain low-rank and dense fields have no sine, so their 8-bit files are 8 bits
+throughout. ``pack_bytes`` also takes any per-tensor widths, a block size (one pair per ``block`` entries
+of a row instead of per row) and float16 pairs; the file records the widths and the block, so any such
+file reads back.
 
 A "row" is taken along the tensor's longer axis (a tensor with more rows than columns is quantised as its
 transpose), so there are ``min(rows, cols)`` pairs: one per rank-one factor of ``U`` (out x k) and ``V``
@@ -50,6 +64,8 @@ BITS = (16, 8)
 PACK_SUFFIX = ".sfz"
 MAX_CODE_BITS = 16
 AFFINE_DTYPES = {"float32": torch.float32, "float16": torch.float16}
+# Code width of the sine factors in an 8-bit file: the narrowest that, with the default fine-tuning, keeps
+# the rank-1 bunny within the issue's 0.005 of its run with a margin (benchmarks/pack_precision.py).
 SINE_FACTOR_BITS = 10
 
 

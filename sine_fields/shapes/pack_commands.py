@@ -173,18 +173,18 @@ def _check_new_file(path: Path, option: str, overwrite: bool) -> None:
 
 @dataclass
 class Pack:
-    """Pack a finished shape run into one small file: the field's tensors (float16, or 8-bit codes with
-    one offset and step per row), its configuration and the normalisation back to the mesh's own
-    coordinates. Prints the file's exact size in bytes."""
+    """Pack a finished shape run into one small file: the field's tensors as integer codes with one offset
+    and step per row, its configuration and the normalisation back to the mesh's own coordinates. Prints
+    the file's exact size in bytes."""
 
     run: tyro.conf.Positional[Path]
     """run folder written by `sine-fields fit`."""
     output: Path
     """the packed file to write (e.g. shape.sfz)."""
     bits: Literal[16, 8] = 16
-    """16 (float16) or 8 (uint8 codes, one offset and step per row)."""
+    """16 (16-bit codes) or 8 (8-bit codes; wider ones for the factors of sine layers, whose error omega multiplies)."""
     finetune_steps: int = FINETUNE_STEPS
-    """8 bits only: steps of quantisation-aware fine-tuning on the run's training points (0: quantise as trained)."""
+    """8 bits only: steps of quantisation-aware fine-tuning towards the run's own outputs on its training points (0: quantise as trained)."""
     overwrite: bool = False
     """replace OUTPUT if it exists."""
     device: str = "auto"

@@ -1,4 +1,4 @@
-"""Quantisation-aware fine-tuning: a few hundred steps with the 8-bit quantiser of ``pack`` in the loop.
+"""Quantisation-aware fine-tuning: a few hundred steps with the quantiser of ``pack`` in the loop.
 
 Post-training quantisation of a sine low-rank field to 8 bits loses IoU because the sine multiplies
 the factors' rounding error by omega: an entry's argument is ``omega * u_i * v_j``, tens of radians at
@@ -6,8 +6,9 @@ omega = 1000, so a relative error of 1/510 (half a step of 255) moves it by a te
 Fine-tuning with the quantiser in the forward pass (straight-through gradients, as in Jacob et al.
 2018, Sec. 3) moves the float weights to where their quantised values fit the shape.
 
-The returned field holds the latent float weights; ``quantise_rows`` of them gives exactly the codes
-the fine-tuning saw, so packing it at 8 bits reproduces the fine-tuned quantised field.
+Every parameter is quantised as the packed file codes it (its own width, ``block`` and pair type), so the
+returned field's latent float weights give, through ``quantise_rows``, exactly the values the fine-tuning
+saw: packing it with the same widths reproduces the fine-tuned quantised field.
 """
 
 from __future__ import annotations
