@@ -150,6 +150,7 @@ TABLES: dict[str, Table] = {
     "nerf-mesh": Table(RESULTS + "nerf_mesh_duck.json", from_benchmark("nerf_mesh")),
     "compression": Table(RESULTS + "compression.json", from_benchmark("compression")),
     "omega-auto": Table(RESULTS + "omega_auto.json", from_benchmark("omega_auto")),
+    "pack-precision": Table(RESULTS + "pack_precision.json", from_benchmark("pack_precision")),
 }
 
 
