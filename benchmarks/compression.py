@@ -123,6 +123,28 @@ def draco_points(gt, samples: int) -> list[dict]:
     return rows
 
 
+def _cached_draco(path: Path, mesh: str, samples: int, measure) -> list[dict]:
+    """``measure()``'s Draco rows for one mesh, kept in ``path`` (keyed by the mesh, the sample count, the
+    codec settings and the DracoPy / fast-simplification versions) so that a resumed or extended run does
+    not encode and score every mesh again."""
+    import json
+    from importlib.metadata import version
+
+    from sine_fields.io import atomic_write_json
+
+    key = {"mesh": mesh, "samples": samples, "draco_bits": list(DRACO_BITS), "decimate_faces": list(DECIMATE_FACES),
+           "decimated_bits": list(DECIMATED_DRACO_BITS), "level": DRACO_LEVEL,
+           "versions": [version("DracoPy"), version("fast-simplification")]}
+    if path.exists():
+        stored = json.loads(path.read_text())
+        if stored.get("key") == key:
+            return stored["rows"]
+    rows = measure()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_json(path, {"key": key, "rows": rows})
+    return rows
+
+
 # ----- ours -----------------------------------------------------------------------------------------
 def fit_and_score(meshes: list[str], runs: Path, configs: dict, train, extract, finetune_steps: int, samples: int,
                   address: str | None, on_row, executor: str = "ray") -> None:
@@ -415,7 +437,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--address", default=None, help="Ray cluster to join (default: a local one)")
     parser.add_argument("--executor", choices=("ray", "local"), default="ray",
                         help="fit-many's executor: Ray tasks, or one fit after another in this process")
-    parser.add_argument("--runs", type=Path, default=None, help="run folders (reused: finished fits are skipped)")
+    parser.add_argument("--runs", type=Path, default=None, help="run folders and Draco rows (reused: finished fits and measured meshes are not redone)")
     parser.add_argument("--replot", action="store_true",
                         help="only rewrite the table and plot from the JSON (e.g. of an interrupted run)")
     args = parser.parse_args(argv)
@@ -425,6 +447,7 @@ def main(argv: list[str] | None = None) -> int:
     from sine_fields.io import atomic_write_json, atomic_write_text
     from sine_fields.shapes.config import ExtractConfig
     from sine_fields.shapes.fit import TrainConfig
+    from sine_fields.shapes.many import mesh_folders
     from sine_fields.shapes.run import load_ground_truth
 
     quick = args.quick
@@ -458,9 +481,10 @@ def main(argv: list[str] | None = None) -> int:
         result["summary"] = summarise(rows, meshes)
         atomic_write_json(json_path, result)
 
+    folders = mesh_folders(meshes)
     for mesh in meshes:
-        gt = load_ground_truth(mesh)
-        for row in draco_points(gt, samples):
+        for row in _cached_draco(runs / "draco" / f"{folders[mesh]}.json", mesh, samples,
+                                 lambda: draco_points(load_ground_truth(mesh), samples)):
             rows.append({"mesh": mesh, "status": "ok", **row})
         save()
         print(f"draco {mesh}: {sum(r['mesh'] == mesh for r in rows)} points", flush=True)

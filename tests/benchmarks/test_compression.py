@@ -53,6 +53,21 @@ def test_mesh_rule_skips_variants_by_name():
     assert any(marker in "blobby-shuffled" for marker in compression.VARIANT_MARKERS)
 
 
+def test_draco_rows_are_measured_once_per_mesh_and_settings(tmp_path):
+    pytest.importorskip("DracoPy", reason="Draco is the optional `scale` extra: pip install -e '.[scale]'")
+    measured = []
+
+    def measure():
+        measured.append(1)
+        return [{"label": "draco full q8", "bytes": len(measured)}]
+
+    cache = tmp_path / "draco" / "bunny.json"
+    first = compression._cached_draco(cache, "bunny", 1000, measure)
+    assert compression._cached_draco(cache, "bunny", 1000, measure) == first and len(measured) == 1
+    # Another sample count is another measurement (and replaces the stored one).
+    assert compression._cached_draco(cache, "bunny", 2000, measure)[0]["bytes"] == 2 and len(measured) == 2
+
+
 @pytest.mark.slow
 def test_quick_run_writes_json_table_and_plot(tmp_path):
     pytest.importorskip("DracoPy", reason="Draco is the optional `scale` extra: pip install -e '.[scale]'")
