@@ -63,14 +63,14 @@ OPTIONS = [
     _option("8-bit, QAT 200 steps on labels (lr 1e-4)", "QAT", qat_steps=200, qat_target="labels"),
     _option("8-bit, QAT 200 steps on the run (lr 1e-4)", "QAT", qat_steps=200),
     _option("8-bit, QAT 600 steps on the run (lr 1e-4)", "QAT", qat_steps=600),
-    _option("8-bit, blocks of 64, PTQ", "finer affine groups", block=64, half_affine=True),
-    _option("8-bit, blocks of 16, PTQ", "finer affine groups", block=16, half_affine=True),
+    _option("8-bit, blocks of 64 (float16 pairs), PTQ", "finer affine groups", block=64, half_affine=True),
+    _option("8-bit, blocks of 16 (float16 pairs), PTQ", "finer affine groups", block=16, half_affine=True),
     _option("8-bit, sine layer 1 factors at 16 bits, PTQ", "wider factor codes", eight="all-but-factors-1"),
     _option("8-bit, factors at 12 bits, PTQ", "wider factor codes", factor_bits=12),
     _option("8-bit, factors at 11 bits, PTQ", "wider factor codes", factor_bits=11),
     _option("8-bit, factors at 10 bits, PTQ", "wider factor codes", factor_bits=10, runs=BOTH),
     _option("8-bit, factors at 9 bits, PTQ", "wider factor codes", factor_bits=9),
-    _option("8-bit, factors at 9 bits, QAT 200 on the run", "wider factor codes", factor_bits=9, qat_steps=200),
+    _option("8-bit, factors at 9 bits, QAT 200 on the run", "wider factor codes", factor_bits=9, qat_steps=200, runs=BOTH),
     _option("8-bit, factors at 10 bits, QAT 200 on the run", "wider factor codes", factor_bits=10, qat_steps=200, runs=BOTH),
     _option("8-bit, factors at 10 bits, QAT 200 on labels", "wider factor codes", factor_bits=10, qat_steps=200,
             qat_target="labels"),
@@ -145,7 +145,7 @@ def measure(run_root: Path, option: dict, iou_points, samples: int) -> dict:
             "iou": iou(packed.field.inside(uniform.points), uniform.occupancy),
             "iou_near_surface": iou(packed.field.inside(near.points), near.occupancy),
             "run_iou": iou(field.inside(uniform.points), uniform.occupancy) if not option["qat_steps"] else None,
-            "pack_seconds": round(pack_seconds, 2),
+            "pack_seconds": round(pack_seconds, 2), "load_after": _load(),
         }
     return result
 
@@ -162,7 +162,7 @@ def _cached(run_root: Path, option: dict, points, samples: int) -> dict:
                      sort_keys=True)
     path = run_root / "pack-precision" / f"{hashlib.sha256(key.encode()).hexdigest()[:16]}.json"
     if path.exists():
-        return json.loads(path.read_text())["result"]
+        return {**json.loads(path.read_text())["result"], "reused": str(path.relative_to(ROOT) if path.is_relative_to(ROOT) else path)}
     result = measure(run_root, option, points, samples)
     path.parent.mkdir(exist_ok=True)
     atomic_write_json(path, {"option": json.loads(key), "result": result})
@@ -239,6 +239,8 @@ def main(argv: list[str] | None = None) -> int:
         "command": " ".join([Path(sys.executable).name, *sys.argv]) if argv is None else "pack_precision " + " ".join(argv),
         "machine": {"platform": platform.platform(), "cpus": os.cpu_count(), "torch_threads": torch.get_num_threads(),
                     "load_before": load_before, "load_after": _load()},
+        # Measurements already in a run folder's pack-precision/ are reused (marked "reused"): seconds and the
+        # load above cover this invocation only; each new measurement records the load after it.
         "seconds": round(time.perf_counter() - started, 1),
         "target": TARGET, "resolution": RESOLUTION, "surface_samples": args.samples, "iou_points": IOU_POINTS,
         "runs": runs,
