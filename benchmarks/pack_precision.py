@@ -23,7 +23,6 @@ triangles), and IoU against the ground truth on the run metrics' fixed point set
 from __future__ import annotations
 
 import argparse
-import copy
 import os
 import platform
 import sys
