@@ -22,7 +22,7 @@ from sine_fields.shapes.field import FieldConfig, ShapeField
 from sine_fields.shapes.ground_truth import GroundTruth
 from sine_fields.shapes.sampling import PointSet, training_points
 
-__all__ = ["TrainConfig", "FitResult", "fit", "load_field", "new_field"]
+__all__ = ["TrainConfig", "FitResult", "fit", "load_field", "new_field", "save_checkpoint"]
 
 
 @dataclass
@@ -79,7 +79,8 @@ def _loss(field: ShapeField, points: torch.Tensor, target: torch.Tensor, train: 
     return F.l1_loss(values.clamp(-t, t), target.clamp(-t, t)) + train.eikonal_weight * eikonal
 
 
-def _save_checkpoint(path: Path, state: dict) -> None:
+def save_checkpoint(path: Path, state: dict) -> None:
+    """Write a fit checkpoint atomically (a temporary file, then a rename): an interrupted write leaves the old one."""
     tmp = path.with_name(f".{path.name}.tmp")
     torch.save(state, tmp)
     os.replace(tmp, path)
@@ -134,7 +135,7 @@ def fit(
 
     def save() -> None:
         if checkpoint is not None:
-            _save_checkpoint(checkpoint, {
+            save_checkpoint(checkpoint, {
                 "model": field.state_dict(), "optimiser": optimiser.state_dict(), "schedule": schedule.state_dict(),
                 "generator": generator.get_state(), "step": step, "losses": losses,
                 "seconds": previous_seconds + time.perf_counter() - start,

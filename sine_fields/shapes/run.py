@@ -33,8 +33,7 @@ from sine_fields.shapes.config import ExtractConfig, FitConfig
 from sine_fields.shapes.export import export_mesh
 from sine_fields.shapes.extract import Extraction, extract
 from sine_fields.shapes.field import FieldConfig, ShapeField, field_summary
-from sine_fields.shapes.fit import TrainConfig, fit, load_field, new_field
-from sine_fields.shapes.fit import _save_checkpoint as save_checkpoint
+from sine_fields.shapes.fit import TrainConfig, fit, load_field, new_field, save_checkpoint
 from sine_fields.shapes.ground_truth import GroundTruth, Normalisation
 from sine_fields.shapes.metrics import METRIC_KEYS, SURFACE_SAMPLES, iou, surface_metrics
 from sine_fields.shapes.sampling import evaluation_points
