@@ -298,14 +298,15 @@ def summarise(rows: list[dict], meshes: list[str]) -> dict:
 
 def equal_bytes(medians: dict[str, dict], ours: str, theirs: str) -> list[dict]:
     """Settings of two methods with the same parameter count (sine-k2 16-bit vs lowrank-k2 16-bit): median
-    Chamfer-L1 of each, for when their curves do not overlap and a BD-rate is undefined."""
+    bytes and Chamfer-L1 of each, for when their curves do not overlap and a BD-rate is undefined. The byte
+    counts can differ at 8 bits, where a sine file codes its sine factors wider (``SINE_FACTOR_BITS``)."""
     rows = []
     for label, m in sorted(medians.items()):
         if m["method"] != ours:
             continue
         other = medians.get(label.replace(ours, theirs, 1))
         if other is not None:
-            rows.append({"setting": label, "bytes": m["bytes"], f"{ours}_chamfer_l1": m["chamfer_l1"],
+            rows.append({"setting": label, "bytes": m["bytes"], f"{theirs}_bytes": other["bytes"], f"{ours}_chamfer_l1": m["chamfer_l1"],
                          f"{theirs}_chamfer_l1": other["chamfer_l1"], "ratio": other["chamfer_l1"] / m["chamfer_l1"]})
     return rows
 
@@ -340,9 +341,9 @@ def markdown(result: dict) -> str:
             lines.append(f"- BD-rate {name}: {bd['bd_rate_percent']:+.1f} % bytes at equal Chamfer-L1 "
                          f"(Chamfer-L1 {bd['chamfer_range'][0]:.4f} to {bd['chamfer_range'][1]:.4f}).")
     for row in summary.get("equal_bytes_sine_vs_lowrank", []):
-        lines.append(f"- {row['setting']} vs the plain low-rank field of the same size ({row['bytes']:.0f} bytes): "
-                     f"Chamfer-L1 {row['sine_chamfer_l1']:.5f} vs {row['lowrank_chamfer_l1']:.5f} "
-                     f"({row['ratio']:.1f} times lower).")
+        lines.append(f"- {row['setting']} ({row['bytes']:.0f} bytes) vs the plain low-rank field of the same parameter count "
+                     f"({row.get('lowrank_bytes', row['bytes']):.0f} bytes): Chamfer-L1 {row['sine_chamfer_l1']:.5f} vs "
+                     f"{row['lowrank_chamfer_l1']:.5f} ({row['ratio']:.1f} times lower).")
     for point in summary["at_8kb_sine_vs_draco"]:
         draco = point["draco_bytes_same_chamfer"]
         if draco is None:

@@ -26,6 +26,7 @@ probe steps, to show what a longer probe would have chosen.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import platform
 import shutil
@@ -243,6 +244,17 @@ def main(argv: list[str] | None = None) -> int:
         "load_average_start": list(os.getloadavg()), "rows": rows,
     }
 
+    # Resume: the meshes an earlier run of the same settings finished are kept, not fitted again (every fit is
+    # seeded, so a finished mesh's rows are what a new run would measure).
+    same = ("train", "ranks", "iou_points", "probe", "within")
+    if json_path.exists() and not quick:
+        earlier = json.loads(json_path.read_text())
+        if all(earlier.get(key) == result[key] for key in same):
+            kept = [m for m in earlier.get("meshes_done", []) if m in meshes]
+            rows.extend(row for row in earlier["rows"] if row["mesh"] in kept)
+            result["meshes_done"] = kept
+            result["resumed_meshes"] = kept
+
     def save() -> None:
         result["partial"] = result["meshes_done"] != selected
         result["seconds"] = round(time.time() - started, 1)
@@ -256,9 +268,13 @@ def main(argv: list[str] | None = None) -> int:
                TimeElapsedColumn())
     with Progress(*columns) as bar:
         task = bar.add_task("fits", total=len(meshes) * len(RANKS), last="")
+        bar.update(task, advance=len(result["meshes_done"]) * len(RANKS))
         for mesh in meshes:
+            if mesh in result["meshes_done"]:
+                continue
             elapsed = time.time() - started
-            per_mesh = elapsed / len(result["meshes_done"]) if result["meshes_done"] else 0.0
+            done_here = len(result["meshes_done"]) - len(result.get("resumed_meshes", []))
+            per_mesh = elapsed / done_here if done_here else 0.0
             if args.max_minutes is not None and elapsed + per_mesh > 60 * args.max_minutes:
                 result["stopped"] = f"--max-minutes {args.max_minutes:g}: stopped before {mesh}"
                 break

@@ -48,6 +48,15 @@ def test_crossover_reports_draco_bytes_at_the_same_chamfer():
     assert point["ours_smaller"] is True
 
 
+def test_same_parameter_count_rows_keep_each_files_bytes():
+    medians = {"sine-k8 8-bit": {"method": "sine", "bytes": 13009, "chamfer_l1": 0.004},
+               "lowrank-k8 8-bit": {"method": "lowrank", "bytes": 10929, "chamfer_l1": 0.008},
+               "sine-k1 16-bit": {"method": "sine", "bytes": 6378, "chamfer_l1": 0.01}}
+    (row,) = compression.equal_bytes(medians, "sine", "lowrank")  # sine-k1 16-bit has no low-rank twin here
+    assert row["setting"] == "sine-k8 8-bit" and row["bytes"] == 13009 and row["lowrank_bytes"] == 10929
+    assert row["ratio"] == pytest.approx(2.0)
+
+
 def test_mesh_rule_skips_variants_by_name():
     assert all(marker not in name for name in ("anchor", "camel") for marker in compression.VARIANT_MARKERS)
     assert any(marker in "blobby-shuffled" for marker in compression.VARIANT_MARKERS)
