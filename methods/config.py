@@ -38,7 +38,8 @@ def _spec(name: str):
                 description="vanilla NeRF with plain low-rank field MLPs (the sine-nerf baseline)",
             )
         if name in ("sine-nerf-lite", "lowrank-nerf-lite"):
-            from sine_fields.methods.sine_nerf import derive, nerf_lite_trainer_config
+            from sine_fields.methods.sine_nerf import derive
+            from sine_fields.methods.sine_nerf_lite import nerf_lite_trainer_config
 
             base = nerf_lite_trainer_config()
             if name == "sine-nerf-lite":

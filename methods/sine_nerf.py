@@ -7,10 +7,7 @@ linear layers of both MLPs are replaced by ``SineLowRankLinear`` (``W = sin(omeg
 Ji et al. ICLR 2025) or ``LowRankLinear`` (``W = U V``). At rank 5 with every MLP layer factorised a
 field keeps 4.8 % of its dense parameters, the budget of the paper's NeRF experiment (LLFF Flower, 4.7 %).
 
-``nerf_lite_trainer_config`` derives the ``-lite`` recipes from the same base config: a shallower
-field, fewer positional-encoding frequencies, samples only inside the scene box, a shifted softplus
-density, more rays per step and a decaying learning rate, so that a 64 px object scene converges on
-a CPU in minutes (the reasons are in the function's docstring).
+The ``-lite`` recipes (``sine_nerf_lite.py``) derive from the same base config and field options.
 """
 
 from __future__ import annotations
@@ -23,8 +20,7 @@ import torch
 from nerfstudio.configs.base_config import ViewerConfig
 from nerfstudio.data.datamanagers.base_datamanager import VanillaDataManagerConfig
 from nerfstudio.data.dataparsers.nerfstudio_dataparser import NerfstudioDataParserConfig
-from nerfstudio.engine.optimizers import AdamOptimizerConfig, RAdamOptimizerConfig
-from nerfstudio.engine.schedulers import ExponentialDecaySchedulerConfig
+from nerfstudio.engine.optimizers import RAdamOptimizerConfig
 from nerfstudio.engine.trainer import TrainerConfig
 from nerfstudio.field_components.encodings import NeRFEncoding
 from nerfstudio.fields.vanilla_nerf_field import NeRFField
@@ -43,20 +39,17 @@ from sine_fields.methods.common import (
     lpips_only_if_available,
 )
 
-__all__ = ["SineNeRFModel", "SineNeRFModelConfig", "derive", "nerf_lite_trainer_config", "nerf_trainer_config"]
+__all__ = ["NeRFFieldOptions", "SineNeRFModel", "SineNeRFModelConfig", "build_nerf_field", "derive", "nerf_trainer_config"]
 
 # The two MLPs of nerfstudio's NeRFField; its density and RGB heads stay dense.
 NERF_MLPS = ["mlp_base", "mlp_head"]
 
 
 @dataclass
-class SineNeRFModelConfig(VanillaModelConfig, FactorisedMLPOptions):
-    """Vanilla NeRF whose field MLPs use dense, low-rank or sine low-rank layers (``linear``, ``rank``,
-    ``omega``, ``factorise``: ``FactorisedMLPOptions``). The field's shape defaults to vanilla NeRF's."""
+class NeRFFieldOptions:
+    """The shape of a nerfstudio ``NeRFField`` and its density activation (one definition, shared by
+    ``sine-nerf`` and the ``-lite`` model). The defaults are vanilla NeRF's."""
 
-    _target: Type = field(default_factory=lambda: SineNeRFModel)
-    background_color: Literal["random", "last_sample", "black", "white"] = "white"
-    """Background composited behind the field; `sine-fields data scene` images are RGBA meant for white."""
     base_layers: int = 8
     """Layers of the base (density) MLP."""
     base_width: int = 256
@@ -75,6 +68,16 @@ class SineNeRFModelConfig(VanillaModelConfig, FactorisedMLPOptions):
     """Positional-encoding frequencies of the view direction, 2^0 ... 2^4."""
     density_bias: float = 0.0
     """Added to the raw density before its softplus; -1 (mip-NeRF's choice) starts every point nearly empty."""
+
+
+@dataclass
+class SineNeRFModelConfig(VanillaModelConfig, FactorisedMLPOptions, NeRFFieldOptions):
+    """Vanilla NeRF whose field MLPs use dense, low-rank or sine low-rank layers (``linear``, ``rank``,
+    ``omega``, ``factorise``: ``FactorisedMLPOptions``). The field's shape defaults to vanilla NeRF's."""
+
+    _target: Type = field(default_factory=lambda: SineNeRFModel)
+    background_color: Literal["random", "last_sample", "black", "white"] = "white"
+    """Background composited behind the field; `sine-fields data scene` images are RGBA meant for white."""
     collider: Literal["near-far", "scene-box"] = "near-far"
     """Where samples lie along a ray: between the near and far planes, or inside the dataset's scene box."""
 
@@ -90,7 +93,7 @@ class ShiftedSoftplus(nn.Module):
         return nn.functional.softplus(x + self.bias)
 
 
-def build_nerf_field(c: SineNeRFModelConfig) -> NeRFField:
+def build_nerf_field(c: NeRFFieldOptions) -> NeRFField:
     """A dense ``NeRFField`` of the shape the config asks for (its MLPs are factorised afterwards)."""
     position = NeRFEncoding(
         in_dim=3, num_frequencies=c.position_frequencies, min_freq_exp=0.0,
@@ -177,54 +180,6 @@ def nerf_trainer_config(method_name: str = "sine-nerf", linear: str = "sine") ->
         vis="tensorboard",
         viewer=ViewerConfig(websocket_host="127.0.0.1", quit_on_train_completion=True),
     )
-
-
-def nerf_lite_trainer_config(method_name: str = "sine-nerf-lite", linear: str = "sine") -> TrainerConfig:
-    """The ``-lite`` recipe: ``nerf_trainer_config`` with only the changes below, for small object
-    scenes (``sine-fields data scene``, 64 px) on a CPU, where arithmetic per step is the budget.
-
-    - samples lie inside the scene box ([-1, 1]^3 for ``sine-fields data scene``), not between the
-      near and far planes (2 to 6): the same sample count covers the object about twice as densely,
-      so 16 coarse + 16 importance samples find and resolve the surface;
-    - a shallower field (4 x 256 base MLP without skip, 1 x 128 head; 5 factorised layers, 5.3 % of
-      its dense twin at rank 5): half the arithmetic per sample, and on a CPU rays per step buy more
-      than depth;
-    - position encoded with 2^0 ... 2^6 (7 frequencies, not 10 up to 2^8): at 64 px the object spans
-      64 pixels and higher frequencies only add noise; 2 direction frequencies (the scenes are shaded
-      view-independently);
-    - density ``softplus(raw - 1)`` (mip-NeRF's choice): every point starts nearly empty but with a
-      gradient (a ReLU density can die into an all-white field, seen with sine low-rank layers);
-    - Adam 2e-3 decaying exponentially to a tenth over the run (on the Duck at 64 px, starting at 2e-3
-      reached 15.5 dB held-out after 100 steps where starting at 1e-3 reached 13.2, one seed each),
-      1,024 rays per step, 1,000 iterations: about 72 GFLOP per step (1,024 rays x 48 field samples,
-      forward and backward), so 7 to 9 minutes of matrix products at the 130 to 170 GFLOP/s two idle
-      cores reach in float32, plus sampling and rendering.
-    """
-    config = nerf_trainer_config(method_name, linear)
-    config.max_num_iterations = 1000
-    config.steps_per_eval_batch = 100
-    config.steps_per_eval_image = 200
-    config.steps_per_eval_all_images = 250
-    config.steps_per_save = 500
-    config.pipeline.datamanager.train_num_rays_per_batch = 1024
-    config.pipeline.datamanager.eval_num_rays_per_batch = 4096
-    model = config.pipeline.model
-    model.eval_num_rays_per_chunk = 4096
-    model.num_coarse_samples = 16
-    model.num_importance_samples = 16
-    model.base_layers, model.base_width, model.skip_connections = 4, 256, ()
-    model.head_layers, model.head_width = 1, 128
-    model.position_frequencies, model.position_max_exponent = 7, 6.0
-    model.direction_frequencies = 2
-    model.density_bias = -1.0
-    model.collider = "scene-box"
-    config.optimizers = {
-        "fields": {
-            "optimizer": AdamOptimizerConfig(lr=2e-3, eps=1e-15),
-            "scheduler": ExponentialDecaySchedulerConfig(lr_final=2e-4, max_steps=config.max_num_iterations),
-        }
-    }
-    return config
 
 
 def derive(base: TrainerConfig, method_name: str, **model_changes) -> TrainerConfig:

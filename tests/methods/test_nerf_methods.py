@@ -66,10 +66,15 @@ def test_nerf_and_nerfacto_share_one_definition_of_the_layer_options():
 
 
 def _build_model(config):
+    """The model of a trainer config, on the box [-1, 1]^3."""
+    return _setup_model(config.pipeline.model)
+
+
+def _setup_model(model_config):
     from nerfstudio.data.scene_box import SceneBox
 
     box = SceneBox(aabb=torch.tensor([[-1.0, -1.0, -1.0], [1.0, 1.0, 1.0]]))
-    return config.pipeline.model.setup(scene_box=box, num_train_data=4, metadata={})
+    return model_config.setup(scene_box=box, num_train_data=4, metadata={})
 
 
 # The factorised layers per field (coarse and fine alike) that docs/radiance-fields.md states: vanilla
@@ -84,7 +89,9 @@ def test_registered_models_hold_the_stated_factorised_layers(name):
     methods, _ = discover_methods()
     model = _build_model(methods[name])
     kind, other = (SineLowRankLinear, LowRankLinear) if name.startswith("sine") else (LowRankLinear, SineLowRankLinear)
-    for field_name in ("field_coarse", "field_fine"):
+    # vanilla NeRF renders a coarse and a fine field; the lite model one field that a density grid samples
+    field_names = ("field",) if name.endswith("-lite") else ("field_coarse", "field_fine")
+    for field_name in field_names:
         field = getattr(model, field_name)
         assert sum(isinstance(m, kind) for m in field.modules()) == LAYERS_PER_FIELD[name]
         assert not any(isinstance(m, other) for m in field.modules())
@@ -96,36 +103,73 @@ def test_registered_models_hold_the_stated_factorised_layers(name):
 def test_lite_recipe_is_about_five_percent_of_its_dense_twin():
     methods, _ = discover_methods()
     config = copy.deepcopy(methods["sine-nerf-lite"])
-    sine = sum(p.numel() for p in _build_model(config).field_fine.parameters())
+    sine_model = _build_model(config)
+    sine = sum(p.numel() for p in sine_model.parameters())
+    assert sine == sum(p.numel() for p in sine_model.field.parameters())  # the grid is a buffer, not trained
     config.pipeline.model.linear = "dense"
-    dense = sum(p.numel() for p in _build_model(config).field_fine.parameters())
+    dense = sum(p.numel() for p in _build_model(config).parameters())
     assert 0.04 <= sine / dense <= 0.065, (sine, dense)
 
 
-def test_lite_density_is_a_shifted_softplus_and_samples_stay_in_the_scene_box():
+def _ray_along_x():
+    """One ray from x = 4 towards the origin: it enters the box [-1, 1]^3 at t = 3 and leaves at t = 5."""
     from nerfstudio.cameras.rays import RayBundle
+
+    return RayBundle(
+        origins=torch.tensor([[4.0, 0.0, 0.0]]), directions=torch.tensor([[-1.0, 0.0, 0.0]]),
+        pixel_area=torch.ones(1, 1), camera_indices=torch.zeros(1, 1, dtype=torch.long),
+    )
+
+
+def test_lite_density_is_a_shifted_softplus_and_samples_stay_in_the_scene_box():
     from nerfstudio.field_components.field_heads import FieldHeadNames
     from nerfstudio.model_components.scene_colliders import AABBBoxCollider
 
     methods, _ = discover_methods()
     model = _build_model(methods["sine-nerf-lite"])
-    activation = model.field_fine.field_output_density.activation
+    activation = model.field.field_output_density.activation
     raw = torch.tensor([-2.0, 0.0, 1.0, 3.0])
     # softplus(raw - 1) = log(1 + e^(raw - 1)), mip-NeRF's density
     assert torch.allclose(activation(raw), torch.log1p(torch.exp(raw - 1.0)))
     assert isinstance(model.collider, AABBBoxCollider)
-    # a ray along the x axis from x = 4 enters the box [-1, 1]^3 at t = 3 and leaves at t = 5
-    bundle = RayBundle(
-        origins=torch.tensor([[4.0, 0.0, 0.0]]), directions=torch.tensor([[-1.0, 0.0, 0.0]]),
-        pixel_area=torch.ones(1, 1), camera_indices=torch.zeros(1, 1, dtype=torch.long),
-    )
-    bundle = model.collider(bundle)
+    bundle = model.collider(_ray_along_x())
     assert torch.allclose(bundle.nears, torch.tensor([[3.0]]), atol=1e-4)
     assert torch.allclose(bundle.fars, torch.tensor([[5.0]]), atol=1e-4)
-    samples = model.sampler_uniform(bundle)
-    starts = samples.frustums.starts.flatten()
-    assert starts.min() >= 3.0 - 1e-4 and samples.frustums.ends.max() <= 5.0 + 1e-4
-    assert FieldHeadNames.DENSITY in model.field_fine.forward(samples)
+    model.train()
+    samples = model.sample(bundle)
+    assert samples.frustums.starts.shape == (1, model.config.num_samples, 1)
+    assert samples.frustums.starts.min() >= 3.0 - 1e-4 and samples.frustums.ends.max() <= 5.0 + 1e-4
+    assert FieldHeadNames.DENSITY in model.field.forward(samples)
+
+
+@pytest.mark.parametrize("uniform_share", [0.05, 0.2])
+def test_lite_samples_go_to_the_first_surface_the_grid_holds(uniform_share):
+    """A grid holding a solid ball of radius 0.5: along the x axis from x = 4 the first surface is at
+    t = 3.5. Apart from the uniform share, every sample lies within a grid cell or two of it, none
+    behind the ball's far side, and a ray that misses the ball is sampled uniformly."""
+    methods, _ = discover_methods()
+    config = copy.deepcopy(methods["sine-nerf-lite"]).pipeline.model
+    config.uniform_share = uniform_share
+    config.num_samples = 200  # many samples: the shares below are then close to their expectations
+    model = _setup_model(config)
+    model.train()
+    model.density_grid.update(lambda p: (p.norm(dim=-1, keepdim=True) < 0.5).float() * 100.0)
+    torch.manual_seed(0)
+    samples = model.sample(model.collider(_ray_along_x()))
+    mid = ((samples.frustums.starts + samples.frustums.ends) / 2).flatten()
+    cell = 2.0 / config.grid_resolution
+    near_surface = ((mid - 3.5).abs() < 2 * cell).float().mean().item()
+    assert near_surface >= 1.0 - uniform_share - 0.05
+    assert near_surface <= 1.0 - uniform_share + 0.05 + 4 * cell / 2.0  # the uniform share is really spread
+    # a ray that passes beside the ball: nothing to find, samples spread over the whole chord
+    from nerfstudio.cameras.rays import RayBundle
+
+    beside = RayBundle(
+        origins=torch.tensor([[4.0, 0.8, 0.0]]), directions=torch.tensor([[-1.0, 0.0, 0.0]]),
+        pixel_area=torch.ones(1, 1), camera_indices=torch.zeros(1, 1, dtype=torch.long),
+    )
+    spread = model.sample(model.collider(beside)).frustums.starts.flatten()
+    assert spread.min() < 3.1 and spread.max() > 4.9
 
 
 def test_a_broken_method_does_not_break_ns_train(monkeypatch):
@@ -239,6 +283,9 @@ def tiny(config, data: Path, output: Path):
     model.eval_num_rays_per_chunk = 256
     if hasattr(model, "num_coarse_samples"):
         model.num_coarse_samples = model.num_importance_samples = 8
+    elif hasattr(model, "grid_resolution"):  # the lite model: few samples, a small grid refreshed every step
+        model.num_samples, model.num_candidates = 8, 16
+        model.grid_resolution, model.grid_update_every = 8, 1
     else:  # nerfacto: tiny hash grids and few samples
         model.num_proposal_samples_per_ray = (8, 8)
         model.num_nerf_samples_per_ray = 8

@@ -1,0 +1,216 @@
+"""The lite recipe as a user runs it: `ns-train sine-nerf-lite` with its defaults, timed, then `ns-eval`.
+
+    .venv/bin/python benchmarks/nerf_lite.py --output benchmarks/results/nerf-lite-duck.json
+    .venv/bin/python benchmarks/nerf_lite.py --linear sine --linear lowrank --linear dense \
+        --output benchmarks/results/nerf-lite-duck-twins.json
+    .venv/bin/python benchmarks/nerf_lite.py --quick --output /tmp/nerf-lite-quick.json     # CI: seconds
+
+For each `--linear` (default: sine only) it renders the scene once (`sine-fields data scene`, unless `--data`
+names a folder), runs `ns-train sine-nerf-lite --data SCENE --machine.device-type cpu
+--pipeline.model.linear LINEAR` in a subprocess with nothing else changed, and records the wall time
+around it with the load average before and after (a shared CPU makes wall time follow the load, not the
+recipe: only a run that started on an idle machine says what the recipe costs). Then `ns-eval` gives the
+held-out PSNR and SSIM over every eval image; the held-out PSNR curve that nerfstudio logged during
+training (every `steps_per_eval_all_images`) is read from the run's tensorboard events and stored with
+the gain over its last quarter, so the JSON shows whether the run had converged. A run already in the
+JSON with the same settings is not redone (`--overwrite` starts afresh).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+BIN = Path(sys.executable).parent
+METHOD = "sine-nerf-lite"
+PSNR_TAG = "Eval Images Metrics Dict (all images)/psnr"
+
+
+class BenchmarkError(Exception):
+    """Bad input: printed on one line, exit code 2."""
+
+
+def _load() -> float:
+    return round(os.getloadavg()[0], 2)
+
+
+def render(scene: str, folder: Path, views: int, resolution: int) -> None:
+    subprocess.run([str(BIN / "sine-fields"), "data", "scene", scene, "--output", str(folder), "--views", str(views),
+                    "--resolution", str(resolution)], check=True)
+
+
+def eval_curve(run_dir: Path) -> list[list[float]]:
+    """``[[step, held-out PSNR], ...]`` that nerfstudio logged to tensorboard while training."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    events = sorted(run_dir.glob("events.out.tfevents*"))
+    if not events:
+        return []
+    accumulator = EventAccumulator(str(events[-1]), size_guidance={"scalars": 0})
+    accumulator.Reload()
+    if PSNR_TAG not in accumulator.Tags()["scalars"]:
+        return []
+    return [[int(e.step), float(e.value)] for e in accumulator.Scalars(PSNR_TAG)]
+
+
+def last_quarter_gain(curve: list[list[float]], iterations: int) -> float | None:
+    """Final PSNR minus the PSNR logged closest to three quarters of the run (None: too few points)."""
+    if len(curve) < 2:
+        return None
+    final_step, final = curve[-1]
+    three_quarters = min(curve[:-1], key=lambda point: abs(point[0] - 0.75 * iterations))
+    return final - three_quarters[1]
+
+
+def field_parameters(config_path: Path) -> dict[str, int]:
+    """The trained model's parameters and those of its dense twin (the same config, ``linear dense``)."""
+    import copy
+
+    import torch
+    import yaml
+    from nerfstudio.data.scene_box import SceneBox
+
+    config = yaml.load(config_path.read_text(), Loader=yaml.Loader)
+    box = SceneBox(aabb=torch.tensor([[-1.0, -1.0, -1.0], [1.0, 1.0, 1.0]]))
+
+    def count(model_config) -> int:
+        model = model_config.setup(scene_box=box, num_train_data=1, metadata={})
+        return sum(p.numel() for p in model.parameters())
+
+    dense = copy.deepcopy(config.pipeline.model)
+    dense.linear = "dense"
+    return {"model": count(config.pipeline.model), "dense_twin": count(dense)}
+
+
+def train_and_evaluate(data: Path, linear: str, work: Path, extra: list[str]) -> dict:
+    name = f"{linear}"
+    outputs = work / "outputs"
+    command = [str(BIN / "ns-train"), METHOD, "--data", str(data), "--machine.device-type", "cpu",
+               "--output-dir", str(outputs), "--experiment-name", name, "--timestamp", "run",
+               "--pipeline.model.linear", linear, *extra]
+    run_dir = outputs / name / METHOD / "run"
+    if run_dir.exists():
+        raise BenchmarkError(f"{run_dir} exists from an unfinished run; remove it or pass --overwrite")
+    log = work / f"{name}.log"
+    load_before = _load()
+    started = time.time()
+    with log.open("w") as stream:
+        result = subprocess.run(command, stdout=stream, stderr=subprocess.STDOUT)
+    wall = time.time() - started
+    load_after = _load()
+    if result.returncode != 0:
+        raise BenchmarkError(f"ns-train failed (exit {result.returncode}); its output is in {log}")
+    config_path = run_dir / "config.yml"
+    eval_json = work / f"{name}-eval.json"
+    subprocess.run([str(BIN / "ns-eval"), "--load-config", str(config_path), "--output-path", str(eval_json)],
+                   check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    evaluation = json.loads(eval_json.read_text())
+    import yaml
+
+    config = yaml.load(config_path.read_text(), Loader=yaml.Loader)
+    iterations = int(config.max_num_iterations)
+    curve = eval_curve(run_dir)
+    curve.append([iterations, float(evaluation["results"]["psnr"])])  # ns-eval's final point
+    return {
+        "linear": linear,
+        "command": " ".join(["ns-train", *command[1:]]).replace(str(data), "SCENE").replace(str(outputs), "OUTPUTS"),
+        "iterations": iterations,
+        "rank": config.pipeline.model.rank if linear != "dense" else None,
+        "omega": config.pipeline.model.omega if linear == "sine" else None,
+        "parameters": field_parameters(config_path),
+        "results": evaluation["results"],
+        "psnr_curve": curve,
+        "last_quarter_gain_db": last_quarter_gain(curve, iterations),
+        "ns_train_wall_seconds": round(wall, 1),
+        "load_average_1min_before_and_after": [load_before, load_after],
+    }
+
+
+def markdown(data: dict) -> str:
+    """One row per layer kind: held-out PSNR, parameters against the dense twin, wall time and load."""
+    rows = ["| method | field MLP layers | parameters | % of dense | held-out PSNR (dB) | SSIM | iterations | "
+            "PSNR gain over the last quarter (dB) | ns-train wall (s) | load before / after |",
+            "|---|---|---|---|---|---|---|---|---|---|"]
+    for r in data["runs"]:
+        kind = "dense" if r["linear"] == "dense" else f"{r['linear']} k = {r['rank']}" + (
+            f", omega {r['omega']:g}" if r["omega"] else "")
+        p, res = r["parameters"], r["results"]
+        gain = "-" if r["last_quarter_gain_db"] is None else f"{r['last_quarter_gain_db']:+.2f}"
+        load = r["load_average_1min_before_and_after"]
+        spread = "" if res["psnr_std"] != res["psnr_std"] else f" ± {res['psnr_std']:.2f}"  # NaN: one eval image
+        rows.append(f"| {METHOD} | {kind} | {p['model']:,} | {100 * p['model'] / p['dense_twin']:.1f} % | "
+                    f"{res['psnr']:.2f}{spread} | {res['ssim']:.3f} | {r['iterations']:,} | {gain} | "
+                    f"{r['ns_train_wall_seconds']:.0f} | {load[0]:.2f} / {load[1]:.2f} |")
+    return "\n".join(rows)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--scene", default="duck", help="a named scene (`sine-fields data list`)")
+    parser.add_argument("--data", type=Path, help="an existing scene folder instead of rendering --scene")
+    parser.add_argument("--views", type=int, default=60)
+    parser.add_argument("--resolution", type=int, default=64)
+    parser.add_argument("--linear", action="append", choices=["sine", "lowrank", "dense"],
+                        help="layer kind to run (repeat; default: sine)")
+    parser.add_argument("--work", type=Path, help="where runs and logs go (default: beside --output, not committed)")
+    parser.add_argument("--quick", action="store_true", help="CI: 16 px, 8 views, 20 iterations")
+    parser.add_argument("--output", type=Path, required=True)
+    parser.add_argument("--overwrite", action="store_true")
+    args = parser.parse_args(argv)
+    linears = args.linear or ["sine"]
+    extra: list[str] = []
+    if args.quick:
+        args.views, args.resolution = 8, 16
+        extra = ["--max-num-iterations", "20", "--steps-per-eval-all-images", "10",
+                 "--optimizers.fields.scheduler.max-steps", "20", "--pipeline.model.grid-resolution", "16"]
+    work = args.work or args.output.with_name(args.output.stem + "-runs")
+    try:
+        if args.data is not None and not (args.data / "transforms.json").is_file():
+            raise BenchmarkError(f"--data {args.data}: no transforms.json (make one with `sine-fields data scene`)")
+        report = {"command": " ".join(["benchmarks/nerf_lite.py", *(argv if argv is not None else sys.argv[1:])]),
+                  "scene": str(args.data) if args.data else args.scene, "views": args.views,
+                  "resolution": args.resolution, "quick": args.quick,
+                  "machine": {"platform": platform.platform(), "cpu_count": os.cpu_count(),
+                              "omp_num_threads": os.environ.get("OMP_NUM_THREADS")},
+                  "runs": []}
+        if args.output.exists() and not args.overwrite:
+            previous = json.loads(args.output.read_text())
+            settings = ("scene", "views", "resolution", "quick")
+            if any(previous.get(k) != report[k] for k in settings):
+                raise BenchmarkError(f"--output {args.output} holds runs of other settings; pass --overwrite to replace it")
+            report["runs"] = previous["runs"]
+        elif args.overwrite and work.exists():
+            import shutil
+
+            shutil.rmtree(work)
+        work.mkdir(parents=True, exist_ok=True)
+        data = args.data
+        if data is None:
+            data = work / f"{args.scene}{args.resolution}"
+            if not (data / "transforms.json").exists():
+                render(args.scene, data, args.views, args.resolution)
+        from sine_fields.io import atomic_write_json
+
+        for linear in linears:
+            if any(r["linear"] == linear for r in report["runs"]):
+                print(f"{linear}: already in {args.output}", flush=True)
+                continue
+            print(f"{linear}: ns-train {METHOD} (load {_load()})", flush=True)
+            report["runs"].append(train_and_evaluate(data, linear, work, extra))
+            atomic_write_json(args.output, report)
+    except BenchmarkError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    print(markdown(report))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
