@@ -223,19 +223,17 @@ def test_a_model_without_a_density_field(tmp_path, capsys, monkeypatch):
 # --- a real few-iteration ns-train run ------------------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def trained_run(tmp_path_factory) -> tuple[Path, Path]:
-    """``(config.yml, dataset)`` of a 20-iteration CPU sine-nerf on a rendered sphere (16 px, 6 views)."""
+def _train_on_a_sphere(folder: Path, method: str) -> tuple[Path, Path]:
+    """``(config.yml, dataset)`` of a 20-iteration CPU run of ``method`` on a rendered sphere (16 px, 6 views)."""
     from nerfstudio.plugins.registry import discover_methods
 
-    folder = tmp_path_factory.mktemp("nerf")
     sphere = trimesh.creation.icosphere(subdivisions=3, radius=0.8)
     sphere.visual.vertex_colors = np.tile([220, 120, 40, 255], (len(sphere.vertices), 1))
     sphere.export(folder / "sphere.ply")
     data = folder / "data"
     render_scene(str(folder / "sphere.ply"), data, RenderOptions(views=6, resolution=16, eval_every=3, up="z"))
     methods, _ = discover_methods()
-    config = copy.deepcopy(methods["sine-nerf"])
+    config = copy.deepcopy(methods[method])
     config.pipeline.datamanager.data = data
     config.output_dir = folder / "outputs"
     config.machine.device_type = "cpu"
@@ -244,7 +242,11 @@ def trained_run(tmp_path_factory) -> tuple[Path, Path]:
     config.steps_per_save = 1000
     config.steps_per_eval_batch = config.steps_per_eval_image = config.steps_per_eval_all_images = 1000
     config.pipeline.datamanager.train_num_rays_per_batch = 64
-    config.pipeline.model.num_coarse_samples = config.pipeline.model.num_importance_samples = 8
+    model = config.pipeline.model
+    if hasattr(model, "num_coarse_samples"):
+        model.num_coarse_samples = model.num_importance_samples = 8
+    else:  # the lite model
+        model.num_samples, model.grid_resolution, model.grid_update_every = 8, 16, 5
     config.set_timestamp()
     config.save_config()
     torch.manual_seed(0)
@@ -254,6 +256,26 @@ def trained_run(tmp_path_factory) -> tuple[Path, Path]:
         trainer.train_iteration(step)
     trainer.save_checkpoint(config.max_num_iterations - 1)
     return config.get_base_dir() / "config.yml", data
+
+
+@pytest.fixture(scope="module")
+def trained_run(tmp_path_factory) -> tuple[Path, Path]:
+    """A 20-iteration CPU sine-nerf on a rendered sphere."""
+    return _train_on_a_sphere(tmp_path_factory.mktemp("nerf"), "sine-nerf")
+
+
+def test_nerf_mesh_on_a_lite_run_reads_its_one_field(tmp_path, capsys):
+    """sine-nerf-lite renders one field named ``field`` (sampled through a density grid): nerf-mesh finds it,
+    and its auto level comes from the run's own rays."""
+    config, data = _train_on_a_sphere(tmp_path, "sine-nerf-lite")
+    out = tmp_path / "mesh"
+    code = cli.main(["nerf-mesh", str(config), "--output", str(out), "--resolution", "32", "--data", str(data)])
+    captured = capsys.readouterr()
+    assert code == 0, captured.err
+    extraction = json.loads((out / "extraction.json").read_text())
+    assert extraction["model"] == "SineNeRFLiteModel" and extraction["density_field"] == "field"
+    assert extraction["level_method"] == "auto" and extraction["level"] > 0
+    assert (out / "metrics.json").exists()
 
 
 def test_nerf_mesh_on_a_real_run_moved_elsewhere(trained_run, tmp_path, capsys, monkeypatch):
