@@ -33,9 +33,9 @@ def _load() -> list[float]:
     return [round(v, 2) for v in os.getloadavg()]
 
 
-def mesh_levels(config: Path, work: Path, levels: list[float | None], resolution: int):
-    """nerf-mesh at each level (None: auto) on one loaded pipeline; returns (run info, rows, the
-    dataparser's frame)."""
+def mesh_levels(config: Path, work: Path, levels: list[float | None], resolution: int, smooths: list[float] = (0.0,)):
+    """nerf-mesh at each smoothing and level (None: auto) on one loaded pipeline; returns (run info, rows,
+    the dataparser's frame)."""
     from sine_fields.methods.nerf_density import SceneFrame
     from sine_fields.methods.nerf_mesh import NerfMeshOptions, load_pipeline, mesh_pipeline
 
@@ -44,15 +44,16 @@ def mesh_levels(config: Path, work: Path, levels: list[float | None], resolution
     run = {"config": str(config), "method": recorded.method_name, "checkpoint": checkpoint.name,
            "dataset": str(dataset), "model_parameters": int(sum(p.numel() for p in pipeline.model.parameters()))}
     rows = []
-    for level in levels:
-        name = "auto" if level is None else f"level-{level:g}"
+    for smooth, level in [(s, l) for s in smooths for l in levels]:
+        name = ("auto" if level is None else f"level-{level:g}") + (f"-smooth-{smooth:g}" if smooth else "")
         folder = work / name
         shutil.rmtree(folder, ignore_errors=True)
         load = _load()
         started = time.perf_counter()
-        info = mesh_pipeline(pipeline, folder, NerfMeshOptions(resolution=resolution, level=level), dataset)
+        options = NerfMeshOptions(resolution=resolution, level=level, smooth=smooth)
+        info = mesh_pipeline(pipeline, folder, options, dataset)
         rows.append({
-            "mesh": "nerf-mesh", "level_method": info["level_method"], "level": info["level"],
+            "mesh": "nerf-mesh", "smooth": smooth, "level_method": info["level_method"], "level": info["level"],
             "auto_level": info["auto_level"], "resolution": resolution, "method": info["method"],
             "faces": info["faces"], "field_queries": info["field_queries"],
             "seconds": round(time.perf_counter() - started, 2), "load_average": load,
@@ -94,7 +95,7 @@ def markdown(data: dict) -> str:
     lines = [header, "|---|---|---|---|---|---|---|"]
     for row in data["rows"]:
         if row["mesh"] == "nerf-mesh":
-            name = f"nerf-mesh, {row['resolution']}^3"
+            name = f"nerf-mesh, {row['resolution']}^3" + (f", --smooth {row['smooth']:g}" if row.get("smooth") else "")
             level = f"auto = {row['level']:.3g}" if row["level_method"] == "auto" else f"{row['level']:g}"
         else:
             name, level = f"ns-export poisson ({row['num_points']:,} points)", "n/a"
@@ -114,12 +115,14 @@ def main() -> None:
     parser.add_argument("--work", type=Path, default=None, help="folder for the meshes (default: beside --output)")
     parser.add_argument("--resolution", type=int, default=256)
     parser.add_argument("--levels", type=float, nargs="*", default=list(DEFAULT_LEVELS), help="fixed densities")
+    parser.add_argument("--smooth", type=float, nargs="*", default=[0.0],
+                        help="nerf-mesh --smooth values to run every level with (0: none)")
     parser.add_argument("--poisson-points", type=int, default=200_000, help="0: skip ns-export poisson")
     args = parser.parse_args()
     work = args.work or args.output.parent / "runs" / args.output.stem
     started = time.perf_counter()
     load = _load()
-    run, rows, frame = mesh_levels(args.config.resolve(), work, [None, *args.levels], args.resolution)
+    run, rows, frame = mesh_levels(args.config.resolve(), work, [None, *args.levels], args.resolution, args.smooth)
     if args.poisson_points > 0:
         rows.append(poisson(args.config.resolve(), Path(run["dataset"]), frame, work, args.poisson_points))
     from sine_fields.io import atomic_write_json

@@ -65,6 +65,9 @@ class NerfMeshOptions:
     """Density iso-level in the model frame's units; None: auto (half opacity along training rays)."""
     auto_rays: int = 4096
     """Training rays marched to choose the auto level."""
+    smooth: float = 0.0
+    """Standard deviation of a Gaussian filter applied to the density before the level and the mesh are
+    taken, as a fraction of the scene box's longest side; 0: none. Needs every grid point (dense)."""
     seed: int = 0
     """Seed of the auto level's ray draw."""
 
@@ -195,6 +198,51 @@ def score_mesh(mesh_vertices: np.ndarray, faces: np.ndarray, ground_truth: Path)
                       "frame": "normalised: ground truth centred, longest side 1"}
 
 
+@dataclass
+class SmoothedGrid:
+    """The density on every extraction grid point, Gaussian-filtered, and read back anywhere by
+    trilinear interpolation (so that the auto level and the mesh see the same filtered density)."""
+
+    values: np.ndarray
+    """``(n, n, n)`` filtered densities on the extraction grid (indexed [x, y, z])."""
+    box: GridBox
+    resolution: int
+    sigma_cells: np.ndarray
+    seconds: float
+
+    def density_at(self, model_points: np.ndarray) -> np.ndarray:
+        """Filtered density at ``(n, 3)`` model-frame points (the nearest grid value outside the grid)."""
+        from scipy.ndimage import map_coordinates
+
+        from sine_fields.shapes.ground_truth import BOX_HALF
+
+        grid = (np.asarray(model_points, dtype=np.float64) - self.box.center) / self.box.size
+        index = (grid + BOX_HALF) * self.resolution / (2 * BOX_HALF)
+        return map_coordinates(self.values, index.T, order=1, mode="nearest").astype(np.float32)
+
+
+def smoothed_grid(grid_density, box: GridBox, resolution: int, smooth: float, progress=None) -> SmoothedGrid:
+    """Evaluate ``grid_density`` on the whole extraction grid and filter it with a Gaussian whose
+    standard deviation is ``smooth`` times the scene box's longest side.
+
+    Why: a NeRF's density is only constrained where rays see a surface, and a small field leaves
+    high-frequency noise in it that renders cancel but an iso-surface does not (many small sheets
+    and pits, normals close to random). A filter about as wide as a pixel's footprint removes that
+    noise; wider ones round off real detail.
+    """
+    from scipy.ndimage import gaussian_filter
+
+    from sine_fields.shapes.extract import evaluate_dense
+    from sine_fields.shapes.ground_truth import BOX_HALF
+
+    started = time.perf_counter()
+    values = evaluate_dense(grid_density, resolution, progress=progress)
+    cell = box.size * (2 * BOX_HALF / resolution)  # model units per grid cell, per axis
+    sigma_cells = smooth * float((box.high - box.low).max()) / cell
+    filtered = gaussian_filter(values, sigma=tuple(sigma_cells), mode="nearest").astype(np.float32)
+    return SmoothedGrid(filtered, box, resolution, sigma_cells, time.perf_counter() - started)
+
+
 def mesh_pipeline(
     pipeline, output: Path, options: NerfMeshOptions, dataset: Path | None = None,
     progress: Callable[[str, int, int], None] | None = None, extra: dict | None = None,
@@ -206,7 +254,7 @@ def mesh_pipeline(
     nerfstudio pipeline has. ``progress(stage, done, total)`` is told how each stage advances.
     """
     from sine_fields.shapes.export import export_mesh
-    from sine_fields.shapes.extract import check_resolution, extract
+    from sine_fields.shapes.extract import Extraction, check_resolution, extract, mesh_from_values
     from sine_fields.shapes.ground_truth import BOX_HALF
 
     try:
@@ -222,8 +270,21 @@ def mesh_pipeline(
     frame = SceneFrame.of(outputs)
     aabb = np.asarray(outputs.scene_box.aabb.detach().cpu(), dtype=np.float64).reshape(2, 3)
     box = GridBox(aabb[0], aabb[1])
-    density = density_function(field)
+    raw_density = density_function(field)
     started = time.perf_counter()
+
+    def grid_density(points: np.ndarray) -> np.ndarray:
+        values = np.zeros(len(points), dtype=np.float32)
+        inside = box.inside(points)
+        if inside.any():
+            values[inside] = raw_density(box.to_model(points[inside]))
+        return values
+
+    density, smoothed = raw_density, None
+    if options.smooth > 0:
+        smoothed = smoothed_grid(grid_density, box, options.resolution, options.smooth,
+                                 progress=None if progress is None else lambda d, t: progress("density grid", d, t))
+        density = smoothed.density_at
 
     auto = None
     level = options.level
@@ -238,15 +299,14 @@ def mesh_pipeline(
         level = auto.level
     level_seconds = time.perf_counter() - started
 
-    def grid_density(points: np.ndarray) -> np.ndarray:
-        values = np.zeros(len(points), dtype=np.float32)
-        inside = box.inside(points)
-        if inside.any():
-            values[inside] = density(box.to_model(points[inside]))
-        return values
-
-    result = extract(grid_density, options.resolution, options.method, level=level,
-                     progress=None if progress is None else lambda d, t: progress("extract", d, t))
+    if smoothed is not None:
+        extracted = time.perf_counter()
+        mesh_vertices, mesh_faces = mesh_from_values(smoothed.values, options.resolution, level)
+        result = Extraction(mesh_vertices, mesh_faces, options.resolution, "dense", level, smoothed.values.size,
+                            smoothed.seconds + time.perf_counter() - extracted)
+    else:
+        result = extract(grid_density, options.resolution, options.method, level=level,
+                         progress=None if progress is None else lambda d, t: progress("extract", d, t))
     vertices = frame.to_dataset(box.to_model(result.vertices)) if len(result.vertices) else np.zeros((0, 3))
     output.mkdir(parents=True, exist_ok=True)
     export_mesh(vertices, result.faces, output / "mesh.ply")
@@ -258,6 +318,8 @@ def mesh_pipeline(
         "field_queries": result.field_queries + (auto.queries if auto is not None else 0),
         "extraction_queries": result.field_queries,
         "level_seconds": round(level_seconds, 3),
+        "smooth": options.smooth,
+        "smooth_sigma_cells": None if smoothed is None else [round(float(c), 3) for c in smoothed.sigma_cells],
         "model": type(model).__name__,
         "density_field": field_name,
         "field_parameters": _count(field),
@@ -290,6 +352,7 @@ def main(
     method: Method = NerfMeshOptions.method,
     level: str = "auto",
     auto_rays: int = NerfMeshOptions.auto_rays,
+    smooth: float = NerfMeshOptions.smooth,
     data: Path | None = None,
     overwrite: bool = False,
 ) -> int:
@@ -303,10 +366,13 @@ def main(
         method: coarse-to-fine (queries only near the surface) or dense (every grid point).
         level: density iso-level, or auto: the median density at which training rays' rendered opacity reaches 0.5.
         auto_rays: training rays marched to choose the auto level.
+        smooth: Gaussian filter on the density before meshing, its standard deviation as a fraction of the
+            scene box's longest side (about one pixel's footprint works; 0: none). Evaluates every grid point.
         data: dataset folder, if not where the config says (the ground truth is its mesh.ply).
         overwrite: replace the mesh and JSON in a non-empty output folder.
     """
-    options = NerfMeshOptions(resolution=resolution, method=method, level=parse_level(level), auto_rays=auto_rays)
+    options = NerfMeshOptions(resolution=resolution, method=method, level=parse_level(level), auto_rays=auto_rays,
+                              smooth=smooth)
     from sine_fields.shapes.extract import check_resolution
 
     try:  # before the (slow) model load
@@ -315,6 +381,8 @@ def main(
         raise UserError(f"--resolution: {error}") from None
     if auto_rays < 1:
         raise UserError(f"--auto-rays must be >= 1, got {auto_rays}")
+    if not (0.0 <= smooth < 0.5):
+        raise UserError(f"--smooth must be a fraction of the scene box in [0, 0.5), got {smooth}")
     check_output(output, overwrite)
     _, pipeline, checkpoint, dataset = load_pipeline(config, data)
 

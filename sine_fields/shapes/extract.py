@@ -22,7 +22,8 @@ import numpy as np
 
 from sine_fields.shapes.ground_truth import BOX_HALF
 
-__all__ = ["Extraction", "check_resolution", "extract", "extract_coarse_to_fine", "extract_dense", "grid_points"]
+__all__ = ["Extraction", "check_resolution", "evaluate_dense", "extract", "extract_coarse_to_fine", "extract_dense", "grid_points",
+           "mesh_from_values"]
 
 FieldFn = Callable[[np.ndarray], np.ndarray]
 """``(n, 3) float32`` normalised points -> ``(n,)`` field values."""
@@ -75,13 +76,8 @@ def _mesh_from_grid(values: np.ndarray, resolution: int, level: float) -> tuple[
     return vertices, faces.astype(np.int64)
 
 
-def extract_dense(field: FieldFn, resolution: int, level: float = 0.0, chunk: int = 262144, progress: Progress | None = None) -> Extraction:
-    """Evaluate all ``(resolution + 1)^3`` grid points, then run marching cubes.
-
-    ``field`` must be larger inside than outside (occupancy logits; pass ``-sdf`` for distances),
-    and ``level`` is in the same units.
-    """
-    start = time.perf_counter()
+def evaluate_dense(field: FieldFn, resolution: int, chunk: int = 262144, progress: Progress | None = None) -> np.ndarray:
+    """The field at all ``(resolution + 1)^3`` grid points, as an ``(n, n, n) float32`` array indexed [x, y, z]."""
     n = resolution + 1
     index = np.stack(np.meshgrid(*(np.arange(n),) * 3, indexing="ij"), axis=-1).reshape(-1, 3)
     values = np.empty(len(index), dtype=np.float32)
@@ -89,8 +85,25 @@ def extract_dense(field: FieldFn, resolution: int, level: float = 0.0, chunk: in
         values[begin : begin + chunk] = _evaluate_indices(field, index[begin : begin + chunk], resolution, chunk)
         if progress is not None:
             progress(min(begin + chunk, len(index)), len(index))
-    vertices, faces = _mesh_from_grid(values.reshape(n, n, n), resolution, level)
-    return Extraction(vertices, faces, resolution, "dense", level, len(index), time.perf_counter() - start)
+    return values.reshape(n, n, n)
+
+
+def mesh_from_values(values: np.ndarray, resolution: int, level: float) -> tuple[np.ndarray, np.ndarray]:
+    """Marching cubes on grid values from ``evaluate_dense`` (larger inside): ``(vertices, faces)`` in the
+    normalised frame."""
+    return _mesh_from_grid(values, resolution, level)
+
+
+def extract_dense(field: FieldFn, resolution: int, level: float = 0.0, chunk: int = 262144, progress: Progress | None = None) -> Extraction:
+    """Evaluate all ``(resolution + 1)^3`` grid points, then run marching cubes.
+
+    ``field`` must be larger inside than outside (occupancy logits; pass ``-sdf`` for distances),
+    and ``level`` is in the same units.
+    """
+    start = time.perf_counter()
+    values = evaluate_dense(field, resolution, chunk, progress)
+    vertices, faces = _mesh_from_grid(values, resolution, level)
+    return Extraction(vertices, faces, resolution, "dense", level, values.size, time.perf_counter() - start)
 
 
 def check_resolution(resolution: int, method: str, initial_resolution: int = 32) -> None:

@@ -108,6 +108,50 @@ def test_fixed_level_gives_the_sphere_of_closed_form_radius_in_the_dataset_frame
     assert not (tmp_path / "metrics.json").exists()  # no dataset folder, so no ground truth
 
 
+class NoisyRampBall(RampBall):
+    """``RampBall`` plus ``amplitude * sin(k x) sin(k y) sin(k z)``: noise about four grid cells across at
+    resolution 64, which marching cubes turns into bumps on the sphere."""
+
+    def __init__(self, radius: float, slope: float, amplitude: float, wavenumber: float) -> None:
+        super().__init__(radius, slope)
+        self.amplitude, self.wavenumber = amplitude, wavenumber
+
+    def get_density(self, ray_samples):
+        density, _ = super().get_density(ray_samples)
+        x = ray_samples.frustums.get_positions() * self.wavenumber
+        noise = self.amplitude * torch.sin(x[..., :1]) * torch.sin(x[..., 1:2]) * torch.sin(x[..., 2:])
+        return density + noise, None
+
+
+def test_smoothing_removes_noise_and_keeps_the_sphere(tmp_path):
+    # A Gaussian of standard deviation sigma damps sin(k x) by exp(-sigma^2 k^2 / 2) per axis: with
+    # sigma = 0.03 (0.015 of the box side 2) and k = 45.7, by 0.39 per axis, 0.06 for the product. On the
+    # linear ramp the filter moves the level set by only slope sigma^2 / r in density, 0.002 in radius.
+    radius, slope, level, amplitude, k = 0.6, 50.0, 10.0, 5.0, 2 * math.pi / (4 * 2.2 / 64)
+    expected = radius - level / slope
+    spreads = {}
+    for smooth in (0.0, 0.015):
+        folder = tmp_path / f"smooth-{smooth}"
+        pipeline = _pipeline(NoisyRampBall(radius, slope, amplitude, k), IDENTITY)
+        info = mesh_pipeline(pipeline, folder, NerfMeshOptions(resolution=64, method="dense", level=level, smooth=smooth))
+        radii = _radii(folder / "mesh.ply", np.zeros(3))
+        spreads[smooth] = radii.std()
+        assert info["smooth"] == smooth
+    assert abs(radii.mean() - expected) < 0.01  # the smoothed sphere (the raw one is bumps up to 0.1 high)
+    assert info["smooth_sigma_cells"] == [pytest.approx(0.03 / (2.2 / 64), abs=1e-3)] * 3
+    assert spreads[0.015] < spreads[0.0] / 3, spreads
+    assert spreads[0.015] < 2.2 / 64 / 4  # a quarter of a cell
+
+
+def test_smoothed_auto_level_reads_the_filtered_density(tmp_path):
+    """Without noise the filter barely changes a ramp, so the auto level keeps its closed form."""
+    radius, slope = 0.6, 50.0
+    depth = math.sqrt(2 * math.log(2) / slope)
+    pipeline = _pipeline(RampBall(radius, slope), IDENTITY)
+    info = mesh_pipeline(pipeline, tmp_path, NerfMeshOptions(resolution=128, method="dense", auto_rays=16, smooth=0.005))
+    assert abs(info["level"] - slope * depth) <= slope * info["auto_level"]["step"] + slope * 0.01**2 / (radius - depth)
+
+
 def test_auto_level_is_the_density_where_opacity_reaches_one_half(tmp_path):
     # Along a ray through the centre the optical depth at depth s inside the ball is slope s^2 / 2,
     # so opacity 0.5 (depth ln 2) is reached at s* = sqrt(2 ln 2 / slope), where the density is slope s*.
@@ -186,6 +230,8 @@ def _run_cli(args: list[str], capsys) -> tuple[int, str]:
         (["missing.yml", "--level", "-1"], "--level must be 'auto' or a positive density"),
         (["missing.yml", "--level", "surface"], "--level must be 'auto' or a positive density"),
         (["missing.yml", "--auto-rays", "0"], "--auto-rays must be >= 1"),
+        (["missing.yml", "--smooth", "-0.1"], "--smooth must be a fraction of the scene box in [0, 0.5)"),
+        (["missing.yml", "--smooth", "2"], "--smooth must be a fraction of the scene box in [0, 0.5)"),
     ],
 )
 def test_bad_input_is_one_line_and_exit_code_2(tmp_path, capsys, monkeypatch, args, message):
