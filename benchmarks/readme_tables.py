@@ -88,17 +88,6 @@ def shapes_headline(result: dict) -> str:
                             "Chamfer-L1 dense", "low-rank", "sine"], rows)
 
 
-def nerf_lite(result: dict) -> str:
-    """The lite recipe's defaults on the Duck: ns-eval's held-out PSNR and the recorded wall time and load."""
-    r, run = result["results"], result["recorded_around_training"]
-    load = run["load_average_1min_before_and_after"]
-    return _markdown_table(
-        ["method", "held-out PSNR fine (dB)", "coarse (dB)", "SSIM fine", "ns-train wall (s)", "cores", "load before / after"],
-        [[result["method_name"], f"{r['psnr']:.2f} ± {r['psnr_std']:.2f}", f"{r['coarse_psnr']:.2f}",
-          f"{r['fine_ssim']:.3f}", f"{run['ns_train_wall_seconds']}", f"{run['cores']}", f"{load[0]:.2f} / {load[1]:.2f}"]],
-    )
-
-
 def omega_sweeps(results: list[dict]) -> str:
     """Every committed omega sweep, one row each: where it was run, what was tried, what won."""
     shapes, vit, vit8, lora, lora16 = results
@@ -141,13 +130,15 @@ TABLES: dict[str, Table] = {
     "nerf": Table(RESULTS + "nerf.json", from_benchmark("nerf")),
     "nerf-sweep": Table(RESULTS + "nerf.json", from_benchmark("nerf", "markdown_sweep")),
     "nerf-verdict": Table(RESULTS + "nerf.json", from_benchmark("nerf", "markdown_verdict")),
-    "nerf-lite": Table(RESULTS + "nerf-lite-duck.json", nerf_lite),
+    "nerf-lite": Table(RESULTS + "nerf-lite-duck.json", from_benchmark("nerf_lite")),
+    "nerf-lite-twins": Table(RESULTS + "nerf-lite-duck-twins.json", from_benchmark("nerf_lite")),
     "nerf-duck-k5-long": Table(RESULTS + "nerf-duck-k5-long.json", from_benchmark("nerf")),
     "nerf-duck-k5-long-verdict": Table(RESULTS + "nerf-duck-k5-long.json", from_benchmark("nerf", "markdown_verdict")),
     "nerf-mps-312": Table(RESULTS + "nerf-mps-312.json", from_benchmark("nerf")),
     "nerf-mps-312-sweep": Table(RESULTS + "nerf-mps-312.json", from_benchmark("nerf", "markdown_sweep")),
     "nerf-nerfacto-parameters": Table(RESULTS + "nerf-nerfacto-parameters.json", from_benchmark("nerf_nerfacto")),
     "nerf-mesh": Table(RESULTS + "nerf_mesh_duck.json", from_benchmark("nerf_mesh")),
+    "nerf-mesh-smooth": Table(RESULTS + "nerf_mesh_duck_smooth.json", from_benchmark("nerf_mesh")),
     "compression": Table(RESULTS + "compression.json", from_benchmark("compression")),
     "omega-auto": Table(RESULTS + "omega_auto.json", from_benchmark("omega_auto")),
     "pack-precision": Table(RESULTS + "pack_precision.json", from_benchmark("pack_precision")),
