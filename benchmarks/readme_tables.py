@@ -137,6 +137,7 @@ TABLES: dict[str, Table] = {
     "nerf-mps-312": Table(RESULTS + "nerf-mps-312.json", from_benchmark("nerf")),
     "nerf-mps-312-sweep": Table(RESULTS + "nerf-mps-312.json", from_benchmark("nerf", "markdown_sweep")),
     "nerf-nerfacto-parameters": Table(RESULTS + "nerf-nerfacto-parameters.json", from_benchmark("nerf_nerfacto")),
+    "nerf-nerfacto": Table(RESULTS + "nerf-nerfacto.json", from_benchmark("nerf_nerfacto")),
     "nerf-mesh": Table(RESULTS + "nerf_mesh_duck.json", from_benchmark("nerf_mesh")),
     "nerf-mesh-smooth": Table(RESULTS + "nerf_mesh_duck_smooth.json", from_benchmark("nerf_mesh")),
     "compression": Table(RESULTS + "compression.json", from_benchmark("compression")),
