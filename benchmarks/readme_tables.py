@@ -132,6 +132,7 @@ TABLES: dict[str, Table] = {
     "nerf-verdict": Table(RESULTS + "nerf.json", from_benchmark("nerf", "markdown_verdict")),
     "nerf-lite": Table(RESULTS + "nerf-lite-duck.json", from_benchmark("nerf_lite")),
     "nerf-lite-twins": Table(RESULTS + "nerf-lite-duck-twins.json", from_benchmark("nerf_lite")),
+    "nerf-lite-spider": Table(RESULTS + "nerf-lite-spider.json", from_benchmark("nerf_lite")),
     "nerf-duck-k5-long": Table(RESULTS + "nerf-duck-k5-long.json", from_benchmark("nerf")),
     "nerf-duck-k5-long-verdict": Table(RESULTS + "nerf-duck-k5-long.json", from_benchmark("nerf", "markdown_verdict")),
     "nerf-mps-312": Table(RESULTS + "nerf-mps-312.json", from_benchmark("nerf")),
