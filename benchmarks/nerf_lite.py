@@ -69,15 +69,14 @@ def last_quarter_gain(curve: list[list[float]], iterations: int) -> float | None
     return final - three_quarters[1]
 
 
-def field_parameters(config_path: Path) -> dict[str, int]:
-    """The trained model's parameters and those of its dense twin (the same config, ``linear dense``)."""
+def field_parameters(config) -> dict[str, int]:
+    """The parameters of the model a run's config (``TrainerConfig``) builds, and those of its dense twin
+    (the same config, ``linear dense``)."""
     import copy
 
     import torch
-    import yaml
     from nerfstudio.data.scene_box import SceneBox
 
-    config = yaml.load(config_path.read_text(), Loader=yaml.Loader)
     box = SceneBox(aabb=torch.tensor([[-1.0, -1.0, -1.0], [1.0, 1.0, 1.0]]))
 
     def count(model_config) -> int:
@@ -90,7 +89,7 @@ def field_parameters(config_path: Path) -> dict[str, int]:
 
 
 def train_and_evaluate(data: Path, linear: str, work: Path, extra: list[str]) -> dict:
-    name = f"{linear}"
+    name = linear
     outputs = work / "outputs"
     command = [str(BIN / "ns-train"), METHOD, "--data", str(data), "--machine.device-type", "cpu",
                "--output-dir", str(outputs), "--experiment-name", name, "--timestamp", "run",
@@ -114,7 +113,7 @@ def train_and_evaluate(data: Path, linear: str, work: Path, extra: list[str]) ->
     evaluation = json.loads(eval_json.read_text())
     import yaml
 
-    config = yaml.load(config_path.read_text(), Loader=yaml.Loader)
+    config = yaml.load(config_path.read_text(), Loader=yaml.Loader)  # the run's config, as ns-train saved it
     iterations = int(config.max_num_iterations)
     curve = eval_curve(run_dir)
     curve.append([iterations, float(evaluation["results"]["psnr"])])  # ns-eval's final point
@@ -124,7 +123,7 @@ def train_and_evaluate(data: Path, linear: str, work: Path, extra: list[str]) ->
         "iterations": iterations,
         "rank": config.pipeline.model.rank if linear != "dense" else None,
         "omega": config.pipeline.model.omega if linear == "sine" else None,
-        "parameters": field_parameters(config_path),
+        "parameters": field_parameters(config),
         "results": evaluation["results"],
         "psnr_curve": curve,
         "last_quarter_gain_db": last_quarter_gain(curve, iterations),

@@ -91,6 +91,10 @@ class GridBox:
     def to_model(self, grid_points: np.ndarray) -> np.ndarray:
         return self.center + np.asarray(grid_points, dtype=np.float64) * self.size
 
+    def to_grid(self, model_points: np.ndarray) -> np.ndarray:
+        """The inverse of ``to_model``."""
+        return (np.asarray(model_points, dtype=np.float64) - self.center) / self.size
+
     def inside(self, grid_points: np.ndarray) -> np.ndarray:
         return np.all(np.abs(grid_points) <= SCENE_HALF, axis=1)
 
@@ -216,8 +220,7 @@ class SmoothedGrid:
 
         from sine_fields.shapes.ground_truth import BOX_HALF
 
-        grid = (np.asarray(model_points, dtype=np.float64) - self.box.center) / self.box.size
-        index = (grid + BOX_HALF) * self.resolution / (2 * BOX_HALF)
+        index = (self.box.to_grid(model_points) + BOX_HALF) * self.resolution / (2 * BOX_HALF)
         return map_coordinates(self.values, index.T, order=1, mode="nearest").astype(np.float32)
 
 
