@@ -39,6 +39,7 @@ from sine_fields.methods.common import (
     factorise_mlps,
 )
 from sine_fields.methods.density_grid import DensityGrid
+from sine_fields.methods.precision import FieldPrecision, field_autocast, resolve_precision
 from sine_fields.methods.sine_nerf import NERF_MLPS, NeRFFieldOptions, build_nerf_field, nerf_trainer_config
 
 __all__ = ["SineNeRFLiteModel", "SineNeRFLiteModelConfig", "nerf_lite_trainer_config"]
@@ -74,6 +75,9 @@ class SineNeRFLiteModelConfig(ModelConfig, FactorisedMLPOptions, NeRFFieldOption
     """Training steps between refreshes of the density grid from the field."""
     grid_decay: float = 0.9
     """Each refresh keeps ``max(decay * old, new)``: how slowly an emptied cell fades."""
+    precision: FieldPrecision = "auto"
+    """Arithmetic of the field's products: ``auto`` is bfloat16 on a CPU with AMX tiles (about 3x
+    faster there) and float32 elsewhere; parameters, optimiser and rendering stay float32."""
 
 
 class SineNeRFLiteModel(Model):
@@ -102,6 +106,8 @@ class SineNeRFLiteModel(Model):
         self.renderer_accumulation = AccumulationRenderer()
         self.renderer_depth = DepthRenderer()
         self.rgb_loss = MSELoss()
+        resolve_precision(c.precision, torch.device("cpu"))  # a bad choice fails here, not mid-run
+        self._field_dtype: Dict[str, torch.dtype] = {}
 
         from torchmetrics.functional import structural_similarity_index_measure
         from torchmetrics.image import PeakSignalNoiseRatio
@@ -118,7 +124,9 @@ class SineNeRFLiteModel(Model):
 
     def get_training_callbacks(self, training_callback_attributes: TrainingCallbackAttributes) -> List[TrainingCallback]:
         def refresh_grid(step: int) -> None:
-            self.density_grid.update(self.field.density_fn)
+            device = self.density_grid.density.device
+            with field_autocast(self.field_dtype(device), device):
+                self.density_grid.update(self.field.density_fn)
 
         return [
             TrainingCallback(
@@ -127,6 +135,21 @@ class SineNeRFLiteModel(Model):
                 func=refresh_grid,
             )
         ]
+
+    def field_dtype(self, device: torch.device) -> torch.dtype:
+        """The dtype of the field's products on ``device`` (resolved once per device type, and said)."""
+        if device.type not in self._field_dtype:
+            dtype = resolve_precision(self.config.precision, device)
+            self._field_dtype[device.type] = dtype
+            CONSOLE.print(f"field products on {device.type}: {str(dtype).removeprefix('torch.')} (precision {self.config.precision})")
+        return self._field_dtype[device.type]
+
+    def evaluate_field(self, ray_samples) -> Dict[FieldHeadNames, torch.Tensor]:
+        """The field's outputs at ``ray_samples``, computed in the field's precision, returned in float32."""
+        device = ray_samples.frustums.origins.device
+        with field_autocast(self.field_dtype(device), device):
+            outputs = self.field.forward(ray_samples)
+        return {name: value.float() for name, value in outputs.items()}
 
     def sample(self, ray_bundle: RayBundle):
         """The field's samples along each ray: candidates read from the grid, then draws from their weights."""
@@ -137,7 +160,7 @@ class SineNeRFLiteModel(Model):
 
     def get_outputs(self, ray_bundle: RayBundle) -> Dict[str, torch.Tensor]:
         ray_samples = self.sample(ray_bundle)
-        field_outputs = self.field.forward(ray_samples)
+        field_outputs = self.evaluate_field(ray_samples)
         weights = ray_samples.get_weights(field_outputs[FieldHeadNames.DENSITY])
         return {
             "rgb": self.renderer_rgb(rgb=field_outputs[FieldHeadNames.RGB], weights=weights),

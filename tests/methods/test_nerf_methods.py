@@ -148,6 +148,31 @@ def test_lite_density_is_a_shifted_softplus_and_samples_stay_in_the_scene_box():
     assert FieldHeadNames.DENSITY in model.field.forward(samples)
 
 
+def test_lite_field_in_bfloat16_renders_float32_close_to_its_float32_self():
+    """``--pipeline.model.precision bfloat16`` rounds the field's products only: the same weights give
+    float32 outputs within bfloat16's rounding of the float32 ones, and float32 gradients."""
+    from nerfstudio.field_components.field_heads import FieldHeadNames
+
+    methods, _ = discover_methods()
+    config = copy.deepcopy(methods["sine-nerf-lite"]).pipeline.model
+    config.precision = "float32"
+    torch.manual_seed(0)
+    model = _setup_model(config)
+    model.train()
+    samples = model.sample(model.collider(_ray_along_x()))
+    full = model.evaluate_field(samples)
+    model.config.precision = "bfloat16"
+    model._field_dtype.clear()
+    low = model.evaluate_field(samples)
+    for name in (FieldHeadNames.DENSITY, FieldHeadNames.RGB):
+        assert low[name].dtype is torch.float32
+        assert torch.allclose(low[name], full[name], rtol=0.05, atol=0.01)
+    assert not torch.equal(low[FieldHeadNames.RGB], full[FieldHeadNames.RGB])  # the products really were rounded
+    low[FieldHeadNames.RGB].sum().backward()
+    assert all(p.grad is None or p.grad.dtype is torch.float32 for p in model.parameters())
+    assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in model.parameters())
+
+
 @pytest.mark.parametrize("uniform_share", [0.05, 0.2])
 def test_lite_samples_go_to_the_first_surface_the_grid_holds(uniform_share):
     """A grid holding a solid ball of radius 0.5: along the x axis from x = 4 the first surface is at
