@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import Dict, List, Literal, Tuple, Type
 
 import torch
-from nerfstudio.cameras.rays import RayBundle
+from nerfstudio.cameras.rays import RayBundle, RaySamples
 from nerfstudio.engine.callbacks import TrainingCallback, TrainingCallbackAttributes, TrainingCallbackLocation
 from nerfstudio.engine.optimizers import AdamOptimizerConfig
 from nerfstudio.engine.schedulers import ExponentialDecaySchedulerConfig
@@ -69,6 +69,12 @@ class SineNeRFLiteModelConfig(ModelConfig, FactorisedMLPOptions, NeRFFieldOption
     uniform_share: float = 0.1
     """Share of a ray's samples spread uniformly over its whole length, so that matter the grid does
     not yet hold can be found (a ray with no grid weight is sampled uniformly anyway)."""
+    empty_ray_samples: int = 8
+    """Field evaluations per ray along which the grid holds (almost) nothing, spread uniformly: such
+    rays (most of the background) only have to stay empty, and a cell the field fills shows up in
+    the grid at its next refresh, after which its rays get ``num_samples`` again."""
+    empty_ray_opacity: float = 0.01
+    """A ray whose opacity in the grid is below this counts as empty."""
     grid_resolution: int = 64
     """Cells per side of the density grid over the scene box."""
     grid_update_every: int = 16
@@ -91,6 +97,8 @@ class SineNeRFLiteModel(Model):
         c = self.config
         if not 0.0 <= c.uniform_share < 1.0:
             raise ValueError(f"uniform-share must lie in [0, 1), got {c.uniform_share}")
+        if c.empty_ray_samples < 1 or c.num_samples < 1:
+            raise ValueError(f"num-samples and empty-ray-samples must be at least 1, got {c.num_samples}, {c.empty_ray_samples}")
         self.collider = AABBBoxCollider(self.scene_box)
         self.field = build_nerf_field(c)
         summary = factorise_mlps(self.field, NERF_MLPS, c.linear, c.rank, c.omega, c.factorise)
@@ -151,15 +159,32 @@ class SineNeRFLiteModel(Model):
             outputs = self.field.forward(ray_samples)
         return {name: value.float() for name, value in outputs.items()}
 
-    def sample(self, ray_bundle: RayBundle):
-        """The field's samples along each ray: candidates read from the grid, then draws from their weights."""
+    def sample(self, ray_bundle: RayBundle) -> List[Tuple[torch.Tensor, RaySamples]]:
+        """The field's samples, as ``(rays, samples)`` groups (``rays`` a boolean mask over the bundle).
+
+        Each ray reads the grid at ``num_candidates`` stratified points. Rays that hold matter in the
+        grid get ``num_samples`` drawn from those rendering weights (a share spread uniformly); rays
+        that are empty in the grid get ``empty_ray_samples`` spread uniformly, so that a NeRF's usual
+        majority of background rays costs a quarter of the field evaluations."""
         candidates = self.sampler_candidates(ray_bundle)
         grid_density = self.density_grid(candidates.frustums.get_positions())
         weights = candidates.get_weights(grid_density)
-        return self.sampler_pdf(ray_bundle, candidates, weights)
+        busy = weights.sum(dim=-2)[..., 0] >= self.config.empty_ray_opacity
+        empty = ~busy
+        if bool(empty.all()):
+            return [(empty, self.sampler_candidates(ray_bundle, num_samples=self.config.empty_ray_samples))]
+        # drawn for the whole bundle, then selected: the candidates' spacing function (which the PDF
+        # sampler uses) holds the whole bundle's near and far planes, so it cannot take a subset
+        drawn = self.sampler_pdf(ray_bundle, candidates, weights)
+        if bool(busy.all()):
+            return [(busy, drawn)]
+        return [
+            (busy, drawn[busy]),
+            (empty, self.sampler_candidates(ray_bundle[empty], num_samples=self.config.empty_ray_samples)),
+        ]
 
-    def get_outputs(self, ray_bundle: RayBundle) -> Dict[str, torch.Tensor]:
-        ray_samples = self.sample(ray_bundle)
+    def render(self, ray_samples: RaySamples) -> Dict[str, torch.Tensor]:
+        """Colour, opacity and depth of the rays of ``ray_samples`` (one group of ``sample``)."""
         field_outputs = self.evaluate_field(ray_samples)
         weights = ray_samples.get_weights(field_outputs[FieldHeadNames.DENSITY])
         return {
@@ -167,6 +192,20 @@ class SineNeRFLiteModel(Model):
             "accumulation": self.renderer_accumulation(weights),
             "depth": self.renderer_depth(weights, ray_samples),
         }
+
+    def get_outputs(self, ray_bundle: RayBundle) -> Dict[str, torch.Tensor]:
+        groups = self.sample(ray_bundle)
+        if len(groups) == 1:
+            return self.render(groups[0][1])
+        # two groups of rays rendered apart (their sample counts differ), put back in the bundle's order
+        parts = [(rays, self.render(samples)) for rays, samples in groups]
+        outputs = {}
+        for name, value in parts[0][1].items():
+            whole = value.new_empty((*ray_bundle.shape, *value.shape[1:]))
+            for rays, rendered in parts:
+                whole[rays] = rendered[name]
+            outputs[name] = whole
+        return outputs
 
     def get_loss_dict(self, outputs, batch, metrics_dict=None) -> Dict[str, torch.Tensor]:
         image = batch["image"].to(outputs["rgb"].device)

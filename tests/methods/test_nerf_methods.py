@@ -142,7 +142,12 @@ def test_lite_density_is_a_shifted_softplus_and_samples_stay_in_the_scene_box():
     assert torch.allclose(bundle.nears, torch.tensor([[3.0]]), atol=1e-4)
     assert torch.allclose(bundle.fars, torch.tensor([[5.0]]), atol=1e-4)
     model.train()
-    samples = model.sample(bundle)
+    # before its first refresh the grid holds nothing: the ray is an empty one, sampled sparsely
+    [(rays, samples)] = model.sample(bundle)
+    assert rays.tolist() == [True]
+    assert samples.frustums.starts.shape == (1, model.config.empty_ray_samples, 1)
+    model.density_grid.update(model.field.density_fn)  # the untrained field: softplus(raw - 1) > 0 everywhere
+    [(rays, samples)] = model.sample(bundle)
     assert samples.frustums.starts.shape == (1, model.config.num_samples, 1)
     assert samples.frustums.starts.min() >= 3.0 - 1e-4 and samples.frustums.ends.max() <= 5.0 + 1e-4
     assert FieldHeadNames.DENSITY in model.field.forward(samples)
@@ -159,7 +164,7 @@ def test_lite_field_in_bfloat16_renders_float32_close_to_its_float32_self():
     torch.manual_seed(0)
     model = _setup_model(config)
     model.train()
-    samples = model.sample(model.collider(_ray_along_x()))
+    [(_, samples)] = model.sample(model.collider(_ray_along_x()))
     full = model.evaluate_field(samples)
     model.config.precision = "bfloat16"
     model._field_dtype.clear()
@@ -186,7 +191,7 @@ def test_lite_samples_go_to_the_first_surface_the_grid_holds(uniform_share):
     model.train()
     model.density_grid.update(lambda p: (p.norm(dim=-1, keepdim=True) < 0.5).float() * 100.0)
     torch.manual_seed(0)
-    samples = model.sample(model.collider(_ray_along_x()))
+    [(_, samples)] = model.sample(model.collider(_ray_along_x()))
     mid = ((samples.frustums.starts + samples.frustums.ends) / 2).flatten()
     cell = 2.0 / config.grid_resolution
     near_surface = ((mid - 3.5).abs() < 2 * cell).float().mean().item()
@@ -199,8 +204,62 @@ def test_lite_samples_go_to_the_first_surface_the_grid_holds(uniform_share):
         origins=torch.tensor([[4.0, 0.8, 0.0]]), directions=torch.tensor([[-1.0, 0.0, 0.0]]),
         pixel_area=torch.ones(1, 1), camera_indices=torch.zeros(1, 1, dtype=torch.long),
     )
-    spread = model.sample(model.collider(beside)).frustums.starts.flatten()
-    assert spread.min() < 3.1 and spread.max() > 4.9
+    [(_, beside_samples)] = model.sample(model.collider(beside))
+    spread = beside_samples.frustums
+    # stratified: one sample in each of empty_ray_samples equal bins of the chord [3, 5]
+    assert spread.starts.shape == (1, config.empty_ray_samples, 1)
+    bins = torch.linspace(3.0, 5.0, config.empty_ray_samples + 1)
+    middle = ((spread.starts + spread.ends) / 2).flatten()
+    assert ((middle >= bins[:-1] - 1e-4) & (middle <= bins[1:] + 1e-4)).all()
+
+
+def _ball_model():
+    """A lite model whose grid holds a solid ball of radius 0.5 (density 100) at the origin."""
+    methods, _ = discover_methods()
+    config = copy.deepcopy(methods["sine-nerf-lite"]).pipeline.model
+    config.precision = "float32"
+    torch.manual_seed(0)
+    model = _setup_model(config)
+    model.density_grid.update(lambda p: (p.norm(dim=-1, keepdim=True) < 0.5).float() * 100.0)
+    return model
+
+
+def _rays(origins):
+    from nerfstudio.cameras.rays import RayBundle
+
+    n = len(origins)
+    return RayBundle(
+        origins=torch.tensor(origins), directions=torch.tensor([[-1.0, 0.0, 0.0]] * n),
+        pixel_area=torch.ones(n, 1), camera_indices=torch.zeros(n, 1, dtype=torch.long),
+    )
+
+
+def test_lite_rays_through_matter_get_full_samples_and_empty_rays_few():
+    model = _ball_model()
+    model.eval()
+    # through the ball, beside it, through it off-centre, beside it on the other side
+    bundle = model.collider(_rays([[4.0, 0.0, 0.0], [4.0, 0.8, 0.0], [4.0, 0.0, 0.3], [4.0, -0.9, 0.2]]))
+    groups = model.sample(bundle)
+    by_count = {samples.frustums.starts.shape[1]: rays.tolist() for rays, samples in groups}
+    assert by_count == {
+        model.config.num_samples: [True, False, True, False],
+        model.config.empty_ray_samples: [False, True, False, True],
+    }
+
+
+def test_lite_outputs_of_a_mixed_bundle_are_each_rays_own_in_the_bundles_order():
+    """Busy and empty rays are rendered in two groups and put back: every output row must be what
+    that ray renders alone (eval mode: deterministic samples)."""
+    model = _ball_model()
+    model.eval()
+    origins = [[4.0, 0.8, 0.0], [4.0, 0.0, 0.0], [4.0, -0.9, 0.2], [4.0, 0.1, 0.3]]
+    with torch.no_grad():
+        together = model.get_outputs(model.collider(_rays(origins)))
+        for i, origin in enumerate(origins):
+            alone = model.get_outputs(model.collider(_rays([origin])))
+            for name in ("rgb", "accumulation", "depth"):
+                assert together[name].shape[0] == len(origins)
+                assert torch.allclose(together[name][i], alone[name][0], atol=1e-5), (name, i)
 
 
 def test_a_broken_method_does_not_break_ns_train(monkeypatch):
