@@ -41,6 +41,27 @@ def _load() -> float:
     return round(os.getloadavg()[0], 2)
 
 
+def _cpu_times() -> list[int] | None:
+    """The machine's CPU time counters (/proc/stat, Linux): to tell how much of a run's wall time the
+    hypervisor gave to other guests (steal) and how busy the CPUs were."""
+    stat = Path("/proc/stat")
+    if not stat.exists():
+        return None
+    return [int(v) for v in stat.read_text().splitlines()[0].split()[1:]]
+
+
+def _cpu_shares(before: list[int] | None, after: list[int] | None) -> dict | None:
+    """Shares of all CPU time between two ``_cpu_times`` readings: busy, idle, and stolen."""
+    if before is None or after is None:
+        return None
+    delta = [b - a for a, b in zip(before, after)]
+    total = sum(delta[:8]) or 1  # user nice system idle iowait irq softirq steal
+    idle = delta[3] + delta[4]
+    steal = delta[7] if len(delta) > 7 else 0
+    return {"busy": round((total - idle - steal) / total, 3), "idle": round(idle / total, 3),
+            "steal": round(steal / total, 3)}
+
+
 def render(scene: str, folder: Path, views: int, resolution: int) -> None:
     subprocess.run([str(BIN / "sine-fields"), "data", "scene", scene, "--output", str(folder), "--views", str(views),
                     "--resolution", str(resolution)], check=True)
@@ -99,11 +120,13 @@ def train_and_evaluate(data: Path, linear: str, work: Path, extra: list[str]) ->
         raise BenchmarkError(f"{run_dir} exists from an unfinished run; remove it or pass --overwrite")
     log = work / f"{name}.log"
     load_before = _load()
+    times_before = _cpu_times()
     started = time.time()
     with log.open("w") as stream:
         result = subprocess.run(command, stdout=stream, stderr=subprocess.STDOUT)
     wall = time.time() - started
     load_after = _load()
+    cpu_shares = _cpu_shares(times_before, _cpu_times())
     if result.returncode != 0:
         raise BenchmarkError(f"ns-train failed (exit {result.returncode}); its output is in {log}")
     config_path = run_dir / "config.yml"
@@ -129,24 +152,28 @@ def train_and_evaluate(data: Path, linear: str, work: Path, extra: list[str]) ->
         "last_quarter_gain_db": last_quarter_gain(curve, iterations),
         "ns_train_wall_seconds": round(wall, 1),
         "load_average_1min_before_and_after": [load_before, load_after],
+        "cpu_time_shares_during_training": cpu_shares,
+        "precision": config.pipeline.model.precision,
     }
 
 
 def markdown(data: dict) -> str:
     """One row per layer kind: held-out PSNR, parameters against the dense twin, wall time and load."""
     rows = ["| method | field MLP layers | parameters | % of dense | held-out PSNR (dB) | SSIM | iterations | "
-            "PSNR gain over the last quarter (dB) | ns-train wall (s) | load before / after |",
-            "|---|---|---|---|---|---|---|---|---|---|"]
+            "PSNR gain over the last quarter (dB) | ns-train wall (s) | load before / after | CPU stolen |",
+            "|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in data["runs"]:
         kind = "dense" if r["linear"] == "dense" else f"{r['linear']} k = {r['rank']}" + (
             f", omega {r['omega']:g}" if r["omega"] else "")
         p, res = r["parameters"], r["results"]
         gain = "-" if r["last_quarter_gain_db"] is None else f"{r['last_quarter_gain_db']:+.2f}"
         load = r["load_average_1min_before_and_after"]
+        shares = r.get("cpu_time_shares_during_training")
+        stolen = "-" if not shares else f"{100 * shares['steal']:.0f} %"
         spread = "" if res["psnr_std"] != res["psnr_std"] else f" ± {res['psnr_std']:.2f}"  # NaN: one eval image
         rows.append(f"| {METHOD} | {kind} | {p['model']:,} | {100 * p['model'] / p['dense_twin']:.1f} % | "
                     f"{res['psnr']:.2f}{spread} | {res['ssim']:.3f} | {r['iterations']:,} | {gain} | "
-                    f"{r['ns_train_wall_seconds']:.0f} | {load[0]:.2f} / {load[1]:.2f} |")
+                    f"{r['ns_train_wall_seconds']:.0f} | {load[0]:.2f} / {load[1]:.2f} | {stolen} |")
     return "\n".join(rows)
 
 
@@ -163,6 +190,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--output", type=Path, required=True)
     parser.add_argument("--overwrite", action="store_true")
     args = parser.parse_args(argv)
+    from sine_fields.methods.precision import cpu_has_bfloat16_tiles
+
     linears = args.linear or ["sine"]
     extra: list[str] = []
     if args.quick:
@@ -177,7 +206,8 @@ def main(argv: list[str] | None = None) -> int:
                   "scene": str(args.data) if args.data else args.scene, "views": args.views,
                   "resolution": args.resolution, "quick": args.quick,
                   "machine": {"platform": platform.platform(), "cpu_count": os.cpu_count(),
-                              "omp_num_threads": os.environ.get("OMP_NUM_THREADS")},
+                              "omp_num_threads": os.environ.get("OMP_NUM_THREADS"),
+                              "bfloat16_tiles": cpu_has_bfloat16_tiles()},
                   "runs": []}
         if args.output.exists() and not args.overwrite:
             previous = json.loads(args.output.read_text())

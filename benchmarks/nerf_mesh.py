@@ -33,9 +33,10 @@ def _load() -> list[float]:
     return [round(v, 2) for v in os.getloadavg()]
 
 
-def mesh_levels(config: Path, work: Path, levels: list[float | None], resolution: int, smooths: list[float] = (0.0,)):
-    """nerf-mesh at each smoothing and level (None: auto) on one loaded pipeline; returns (run info, rows,
-    the dataparser's frame)."""
+def mesh_levels(config: Path, work: Path, levels: list[float | None], resolution: int, smooths: list[float] = (0.0,),
+                opacities: list[float] = (0.5,)):
+    """nerf-mesh at each smoothing and level (None: auto, at each of ``opacities``) on one loaded pipeline;
+    returns (run info, rows, the dataparser's frame)."""
     from sine_fields.methods.nerf_density import SceneFrame
     from sine_fields.methods.nerf_mesh import NerfMeshOptions, load_pipeline, mesh_pipeline
 
@@ -44,13 +45,15 @@ def mesh_levels(config: Path, work: Path, levels: list[float | None], resolution
     run = {"config": str(config), "method": recorded.method_name, "checkpoint": checkpoint.name,
            "dataset": str(dataset), "model_parameters": int(sum(p.numel() for p in pipeline.model.parameters()))}
     rows = []
-    for smooth, level in [(s, l) for s in smooths for l in levels]:
-        name = ("auto" if level is None else f"level-{level:g}") + (f"-smooth-{smooth:g}" if smooth else "")
+    settings = [(s, l, o) for s in smooths for l in levels for o in (opacities if l is None else [None])]
+    for smooth, level, opacity in settings:
+        name = (f"auto-{opacity:g}" if level is None else f"level-{level:g}") + (f"-smooth-{smooth:g}" if smooth else "")
         folder = work / name
         shutil.rmtree(folder, ignore_errors=True)
         load = _load()
         started = time.perf_counter()
-        options = NerfMeshOptions(resolution=resolution, level=level, smooth=smooth)
+        options = NerfMeshOptions(resolution=resolution, level=level, smooth=smooth,
+                                  auto_opacity=opacity if opacity is not None else NerfMeshOptions.auto_opacity)
         info = mesh_pipeline(pipeline, folder, options, dataset)
         rows.append({
             "mesh": "nerf-mesh", "smooth": smooth, "level_method": info["level_method"], "level": info["level"],
@@ -96,7 +99,9 @@ def markdown(data: dict) -> str:
     for row in data["rows"]:
         if row["mesh"] == "nerf-mesh":
             name = f"nerf-mesh, {row['resolution']}^3" + (f", --smooth {row['smooth']:g}" if row.get("smooth") else "")
-            level = f"auto = {row['level']:.3g}" if row["level_method"] == "auto" else f"{row['level']:g}"
+            opacity = (row.get("auto_level") or {}).get("opacity", 0.5)  # older rows: always one half
+            level = (f"auto (opacity {opacity:g}) = {row['level']:.3g}" if row["level_method"] == "auto"
+                     else f"{row['level']:g}")
         else:
             name, level = f"ns-export poisson ({row['num_points']:,} points)", "n/a"
         lines.append(f"| {name} | {level} | {row['chamfer_l1']:.4f} | {row['chamfer_l2']:.6f} | "
@@ -117,12 +122,15 @@ def main() -> None:
     parser.add_argument("--levels", type=float, nargs="*", default=list(DEFAULT_LEVELS), help="fixed densities")
     parser.add_argument("--smooth", type=float, nargs="*", default=[0.0],
                         help="nerf-mesh --smooth values to run every level with (0: none)")
+    parser.add_argument("--auto-opacities", type=float, nargs="*", default=[0.5],
+                        help="rendered opacities whose crossing gives an auto level (one auto row each)")
     parser.add_argument("--poisson-points", type=int, default=200_000, help="0: skip ns-export poisson")
     args = parser.parse_args()
     work = args.work or args.output.parent / "runs" / args.output.stem
     started = time.perf_counter()
     load = _load()
-    run, rows, frame = mesh_levels(args.config.resolve(), work, [None, *args.levels], args.resolution, args.smooth)
+    run, rows, frame = mesh_levels(args.config.resolve(), work, [None, *args.levels], args.resolution, args.smooth,
+                                   args.auto_opacities)
     if args.poisson_points > 0:
         rows.append(poisson(args.config.resolve(), Path(run["dataset"]), frame, work, args.poisson_points))
     from sine_fields.io import atomic_write_json

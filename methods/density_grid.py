@@ -12,7 +12,11 @@ new matter can still be found.
 
 The cache follows the field: ``update`` evaluates the field's density at one jittered point in every
 cell and keeps ``max(decay * old, new)`` (instant-NGP's rule), so a cell the field fills is seen at
-once and a cell it empties fades over a few updates. The grid is a buffer, not a parameter: it is
+once and a cell it empties fades over a few updates. With ``parts > 1`` an update after the first
+evaluates only one of ``parts`` interleaved sets of cells (every ``parts``-th cell, in turn), so each
+cell is refreshed once every ``parts`` updates at ``1 / parts`` of the cost per update: evaluating a
+64^3 grid costs as much field arithmetic as several training steps, and the field moves little
+between two updates. The grid is a buffer, not a parameter: it is
 never trained, it is saved in checkpoints so that a reloaded model samples as it did in training, and
 it could always be rebuilt from the field.
 """
@@ -33,14 +37,17 @@ DensityFn = Callable[[Tensor], Tensor]
 class DensityGrid(nn.Module):
     """``resolution^3`` densities over the axis-aligned box ``aabb`` (``(2, 3)``: min corner, max corner)."""
 
-    def __init__(self, aabb: Tensor, resolution: int, decay: float) -> None:
+    def __init__(self, aabb: Tensor, resolution: int, decay: float, parts: int = 1) -> None:
         super().__init__()
         if resolution < 2:
             raise ValueError(f"density grid resolution must be at least 2, got {resolution}")
         if not 0.0 <= decay <= 1.0:
             raise ValueError(f"density grid decay must lie in [0, 1], got {decay}")
+        if not 1 <= parts <= resolution**3:
+            raise ValueError(f"density grid parts must lie in [1, resolution^3], got {parts}")
         self.resolution = int(resolution)
         self.decay = float(decay)
+        self.parts = int(parts)
         self.register_buffer("aabb", torch.as_tensor(aabb, dtype=torch.float32).clone())
         self.register_buffer("density", torch.zeros((resolution,) * 3))
         # How many times the grid has been filled; 0 means it still holds no field values.
@@ -60,14 +67,21 @@ class DensityGrid(nn.Module):
 
     @torch.no_grad()
     def update(self, density_fn: DensityFn, chunk: int = 65536) -> None:
-        """Evaluate the field's density at a random point of every cell and fold it into the cache."""
+        """Evaluate the field's density at a random point of every cell (the first time) or of this
+        update's share of the cells (afterwards), and fold it into the cache."""
         points = self.cell_points(jitter=True)
-        fresh = torch.cat([density_fn(points[i : i + chunk]).reshape(-1) for i in range(0, len(points), chunk)])
-        fresh = fresh.reshape(self.density.shape).to(self.density.dtype)
+        flat = self.density.view(-1)
         if int(self.updates) == 0:
-            self.density.copy_(fresh)
+            cells = torch.arange(len(points), device=points.device)
         else:
-            self.density.copy_(torch.maximum(self.density * self.decay, fresh))
+            cells = torch.arange((int(self.updates) - 1) % self.parts, len(points), self.parts, device=points.device)
+        chosen = points[cells]
+        fresh = torch.cat([density_fn(chosen[i : i + chunk]).reshape(-1) for i in range(0, len(chosen), chunk)])
+        fresh = fresh.to(flat.dtype)
+        if int(self.updates) == 0:
+            flat.copy_(fresh)
+        else:
+            flat[cells] = torch.maximum(flat[cells] * self.decay, fresh)
         self.updates += 1
 
     def forward(self, positions: Tensor) -> Tensor:

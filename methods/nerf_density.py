@@ -7,7 +7,8 @@ Three things ``sine-fields nerf-mesh`` needs from a loaded pipeline, kept apart 
   density at points;
 - ``SceneFrame``: the dataparser's transform, so that meshes go back to the dataset's own frame (the
   frame of ``transforms.json`` and of a ground-truth ``mesh.ply``);
-- ``auto_level``: the density at which the rendered opacity of training rays reaches one half.
+- ``auto_level``: the density at which the rendered opacity of training rays reaches one half (or
+  another share, ``opacity``).
 
 Why that level: volume rendering composites colour with weights ``T_i (1 - exp(-sigma_i delta_i))``,
 where the transmittance ``T`` falls from 1 to 0 as a ray passes through a surface. A surface is where a
@@ -18,6 +19,11 @@ within the step where the optical depth first reaches ``ln 2``, and the density 
 density the model puts at its surface. The median over the rays that cross is the level: a density
 iso-surface at that value passes where the model's own renders see the surface, whatever scale the
 model's densities happen to have (they differ by orders of magnitude between models and runs).
+
+A NeRF's density does not jump at a surface: it ramps up over a few cells, and the rendered opacity
+reaches one half part-way up the ramp, inside the object. ``opacity`` below one half reads the level
+where the ramp starts instead (optical depth ``-ln(1 - opacity)``); docs/radiance-fields.md measures
+which share matches the ground truth.
 """
 
 from __future__ import annotations
@@ -39,6 +45,13 @@ __all__ = ["DENSITY_FIELDS", "AutoLevel", "SceneFrame", "auto_level", "box_inter
 DENSITY_FIELDS = ("field", "field_fine")
 # Optical depth at which a ray's opacity 1 - exp(-tau) is one half.
 HALF_OPACITY_DEPTH = math.log(2.0)
+
+
+def opacity_depth(opacity: float) -> float:
+    """Optical depth ``tau`` at which a ray's opacity ``1 - exp(-tau)`` reaches ``opacity``."""
+    if not 0.0 < opacity < 1.0:
+        raise ValueError(f"opacity must lie strictly between 0 and 1, got {opacity}")
+    return -math.log1p(-opacity)
 
 DensityFn = Callable[[np.ndarray], np.ndarray]
 """``(n, 3)`` points in the model's frame -> ``(n,)`` float32 densities."""
@@ -137,32 +150,36 @@ class AutoLevel:
     """The level ``auto_level`` chose and the evidence for it."""
 
     level: float
-    """Median density at the half-opacity crossing of the rays that cross."""
+    """Median density at the opacity crossing of the rays that cross."""
     rays: int
     """Training rays marched (those that hit the scene box)."""
     crossing: int
-    """Rays whose opacity reaches 0.5 inside the scene box."""
+    """Rays whose opacity reaches ``opacity`` inside the scene box."""
     step: float
     """Marching step in model units."""
     quantiles: dict[str, float]
     """10 %, 50 % and 90 % quantiles of the crossing densities (their spread)."""
     queries: int
     """Density evaluations made."""
+    opacity: float = 0.5
+    """The rendered opacity whose crossing gives the level."""
 
     def info(self) -> dict:
-        return {"level": self.level, "rays": self.rays, "crossing_rays": self.crossing, "step": self.step,
+        return {"level": self.level, "opacity": self.opacity, "rays": self.rays, "crossing_rays": self.crossing,
+                "step": self.step,
                 "crossing_density_quantiles": self.quantiles, "field_queries": self.queries}
 
 
-def crossing_densities(density: torch.Tensor, step: float) -> torch.Tensor:
+def crossing_densities(density: torch.Tensor, step: float, opacity: float = 0.5) -> torch.Tensor:
     """``(rays, samples)`` densities at equal steps along rays -> ``(rays,)`` density of the step where
-    the optical depth first reaches ln 2 (opacity 0.5); NaN for rays that never get there.
+    the optical depth first reaches ``-ln(1 - opacity)`` (ln 2 for opacity 0.5); NaN for rays that never
+    get there.
 
     The optical depth over a step of constant density ``sigma`` grows by ``sigma * step``, so the
-    crossing lies inside the first step whose cumulative depth reaches ln 2, at that step's density.
+    crossing lies inside the first step whose cumulative depth reaches it, at that step's density.
     """
     depth = torch.cumsum(density * step, dim=1)
-    reached = depth >= HALF_OPACITY_DEPTH
+    reached = depth >= opacity_depth(opacity)
     first = reached.float().argmax(dim=1)
     values = density.gather(1, first[:, None])[:, 0]
     return torch.where(reached.any(dim=1), values, torch.full_like(values, float("nan")))
@@ -170,9 +187,10 @@ def crossing_densities(density: torch.Tensor, step: float) -> torch.Tensor:
 
 def auto_level(
     density: DensityFn, cameras, aabb: np.ndarray, step: float, rays: int = 4096, seed: int = 0,
-    progress: Callable[[int, int], None] | None = None,
+    progress: Callable[[int, int], None] | None = None, opacity: float = 0.5,
 ) -> AutoLevel:
-    """The density at which rendered opacity crosses 0.5 along training rays (see the module docstring).
+    """The density at which rendered opacity crosses ``opacity`` along training rays (see the module
+    docstring).
 
     Args:
         density: points in the model frame -> densities.
@@ -181,9 +199,11 @@ def auto_level(
         step: marching step in model units (a fraction of an extraction cell is plenty).
         rays: how many training pixels to march, drawn uniformly over cameras and pixels.
         seed: seed of the pixel draw.
+        opacity: the rendered opacity whose crossing is read (0.5: the median of the rendering weights).
 
-    Raises ``ValueError`` when no ray reaches opacity 0.5 (the model renders nothing in the box).
+    Raises ``ValueError`` when no ray reaches ``opacity`` (the model renders nothing in the box).
     """
+    opacity_depth(opacity)  # a bad share fails before any marching
     generator = torch.Generator().manual_seed(seed)
     count = len(cameras)
     index = torch.randint(0, count, (rays,), generator=generator)
@@ -215,13 +235,13 @@ def auto_level(
         values = torch.zeros(mask.shape, dtype=torch.float64)
         values[mask] = torch.from_numpy(density(points[mask].numpy().astype(np.float32))).double()
         queries += int(mask.sum())
-        crossing[start:stop] = crossing_densities(values, step)
+        crossing[start:stop] = crossing_densities(values, step, opacity)
         if progress is not None:
             progress(min(stop, len(origins)), len(origins))
     found = crossing[~torch.isnan(crossing)]
     if len(found) == 0:
-        raise ValueError(f"none of {len(origins)} training rays reaches opacity 0.5 inside the scene box: "
+        raise ValueError(f"none of {len(origins)} training rays reaches opacity {opacity:g} inside the scene box: "
                          "the model renders no surface there")
     q10, q50, q90 = (float(v) for v in torch.quantile(found, torch.tensor([0.1, 0.5, 0.9], dtype=torch.float64)))
     return AutoLevel(level=q50, rays=len(origins), crossing=len(found), step=float(step),
-                     quantiles={"q10": q10, "q50": q50, "q90": q90}, queries=queries)
+                     quantiles={"q10": q10, "q50": q50, "q90": q90}, queries=queries, opacity=opacity)

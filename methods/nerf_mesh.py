@@ -62,9 +62,11 @@ class NerfMeshOptions:
     method: Method = "coarse-to-fine"
     """Extraction: coarse-to-fine (queries only near the surface) or dense (every grid point)."""
     level: float | None = None
-    """Density iso-level in the model frame's units; None: auto (half opacity along training rays)."""
+    """Density iso-level in the model frame's units; None: auto (the density where training rays reach ``auto_opacity``)."""
     auto_rays: int = 4096
     """Training rays marched to choose the auto level."""
+    auto_opacity: float = 0.5
+    """Rendered opacity whose crossing along training rays gives the auto level."""
     smooth: float = 0.0
     """Standard deviation of a Gaussian filter applied to the density before the level and the mesh are
     taken, as a fraction of the scene box's longest side; 0: none. Needs every grid point (dense)."""
@@ -296,7 +298,8 @@ def mesh_pipeline(
         step = float((box.size * 2 * BOX_HALF / options.resolution).min() / 2)
         try:
             auto = auto_level(density, outputs.cameras, aabb, step, rays=options.auto_rays, seed=options.seed,
-                              progress=None if progress is None else lambda d, t: progress("auto level", d, t))
+                              progress=None if progress is None else lambda d, t: progress("auto level", d, t),
+                              opacity=options.auto_opacity)
         except ValueError as error:
             raise UserError(f"--level auto: {error}; pass a fixed --level") from None
         level = auto.level
@@ -355,6 +358,7 @@ def main(
     method: Method = NerfMeshOptions.method,
     level: str = "auto",
     auto_rays: int = NerfMeshOptions.auto_rays,
+    auto_opacity: float = NerfMeshOptions.auto_opacity,
     smooth: float = NerfMeshOptions.smooth,
     data: Path | None = None,
     overwrite: bool = False,
@@ -367,15 +371,16 @@ def main(
         output: folder for mesh.ply (dataset frame), extraction.json and metrics.json.
         resolution: marching-cubes cells per axis (coarse-to-fine: 32 * 2^m, e.g. 128, 256, 512).
         method: coarse-to-fine (queries only near the surface) or dense (every grid point).
-        level: density iso-level, or auto: the median density at which training rays' rendered opacity reaches 0.5.
+        level: density iso-level, or auto: the median density at which training rays' rendered opacity reaches --auto-opacity.
         auto_rays: training rays marched to choose the auto level.
+        auto_opacity: the rendered opacity whose crossing gives the auto level (0.5: the median depth).
         smooth: Gaussian filter on the density before meshing, its standard deviation as a fraction of the
             scene box's longest side (about one pixel's footprint works; 0: none). Evaluates every grid point.
         data: dataset folder, if not where the config says (the ground truth is its mesh.ply).
         overwrite: replace the mesh and JSON in a non-empty output folder.
     """
     options = NerfMeshOptions(resolution=resolution, method=method, level=parse_level(level), auto_rays=auto_rays,
-                              smooth=smooth)
+                              auto_opacity=auto_opacity, smooth=smooth)
     from sine_fields.shapes.extract import check_resolution
 
     try:  # before the (slow) model load
@@ -384,6 +389,8 @@ def main(
         raise UserError(f"--resolution: {error}") from None
     if auto_rays < 1:
         raise UserError(f"--auto-rays must be >= 1, got {auto_rays}")
+    if not 0.0 < auto_opacity < 1.0:
+        raise UserError(f"--auto-opacity must lie strictly between 0 and 1, got {auto_opacity}")
     if not (0.0 <= smooth < 0.5):
         raise UserError(f"--smooth must be a fraction of the scene box in [0, 0.5), got {smooth}")
     check_output(output, overwrite)

@@ -28,6 +28,14 @@ def test_last_quarter_gain_reads_the_point_nearest_three_quarters(lite):
     assert lite.last_quarter_gain([[400, 21.0]], 400) is None
 
 
+def test_cpu_shares_split_the_counters_into_busy_idle_and_stolen(lite):
+    # /proc/stat order: user nice system idle iowait irq softirq steal (guest columns after)
+    before = [100, 0, 50, 1000, 0, 0, 0, 0, 0, 0]
+    after = [400, 0, 150, 1400, 100, 0, 0, 200, 0, 0]  # +300 user +100 system +400 idle +100 iowait +200 steal
+    assert lite._cpu_shares(before, after) == {"busy": 0.364, "idle": 0.455, "steal": 0.182}
+    assert lite._cpu_shares(None, after) is None
+
+
 def test_quick_run_end_to_end(tmp_path):
     output = tmp_path / "lite.json"
     command = [sys.executable, str(SCRIPT), "--quick", "--output", str(output)]
@@ -43,6 +51,9 @@ def test_quick_run_end_to_end(tmp_path):
     assert steps == sorted(steps) and steps[-1] == 20 and len(steps) >= 2  # logged during training + ns-eval's
     assert run["last_quarter_gain_db"] is not None
     assert run["ns_train_wall_seconds"] > 0 and len(run["load_average_1min_before_and_after"]) == 2
+    shares = run["cpu_time_shares_during_training"]
+    assert shares["busy"] > 0 and sum(shares.values()) == pytest.approx(1.0, abs=0.01)
+    assert run["precision"] == "auto" and isinstance(data["machine"]["bfloat16_tiles"], bool)
     assert "| sine-nerf-lite | sine k = 5, omega 100 |" in done.stdout
     # the same command again: the finished run is kept, not redone
     again = subprocess.run(command, capture_output=True, text=True, cwd=ROOT, timeout=120)

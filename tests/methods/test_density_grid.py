@@ -56,6 +56,27 @@ def test_update_copies_then_keeps_the_decayed_maximum():
     assert torch.allclose(grid.density, torch.full_like(grid.density, 7.0))
 
 
+def test_an_update_in_parts_refreshes_each_cell_once_every_parts_updates():
+    grid = DensityGrid(BOX, resolution=4, decay=0.5, parts=3)
+    grid.update(ball(10.0, 8.0))  # the first update fills every cell
+    assert torch.equal(grid.density, torch.full((4, 4, 4), 8.0))
+    flat = grid.density.view(-1)
+    empty = lambda p: torch.zeros(len(p), 1)  # noqa: E731
+    seen = []
+    for _ in range(3):
+        before = flat.clone()
+        grid.update(empty)
+        changed = (flat != before).nonzero().flatten()
+        assert torch.equal(flat[changed], torch.full((len(changed),), 4.0))  # decayed once: 8 x 0.5
+        seen.append(changed)
+    # the three updates touched disjoint interleaved thirds that together cover the 64 cells
+    assert [len(c) for c in seen] == [22, 21, 21]
+    assert torch.equal(torch.sort(torch.cat(seen)).values, torch.arange(64))
+    assert torch.equal(seen[1], torch.arange(1, 64, 3))
+    grid.update(empty)  # the fourth update comes back to the first third
+    assert torch.equal(flat[seen[0]], torch.full((22,), 2.0))
+
+
 def test_grid_travels_in_the_state_dict():
     grid = DensityGrid(BOX, resolution=8, decay=0.9)
     grid.update(ball(0.5, 3.0))
@@ -69,3 +90,5 @@ def test_bad_settings_are_refused():
         DensityGrid(BOX, resolution=1, decay=0.9)
     with pytest.raises(ValueError, match="decay"):
         DensityGrid(BOX, resolution=8, decay=1.5)
+    with pytest.raises(ValueError, match="parts"):
+        DensityGrid(BOX, resolution=8, decay=0.9, parts=0)

@@ -167,6 +167,20 @@ def test_auto_level_is_the_density_where_opacity_reaches_one_half(tmp_path):
     assert abs(radii.mean() - (radius - depth)) <= auto["step"] + 1e-3
 
 
+@pytest.mark.parametrize("opacity", [0.1, 0.3, 0.9])
+def test_auto_level_at_another_opacity_follows_the_same_closed_form(tmp_path, opacity):
+    # opacity p is reached at optical depth tau = -ln(1 - p): s* = sqrt(2 tau / slope), density slope s*
+    radius, slope = 0.6, 50.0
+    depth = math.sqrt(2 * -math.log(1 - opacity) / slope)
+    pipeline = _pipeline(RampBall(radius, slope), IDENTITY)
+    info = mesh_pipeline(pipeline, tmp_path, NerfMeshOptions(resolution=128, auto_rays=16, auto_opacity=opacity))
+    auto = info["auto_level"]
+    assert auto["opacity"] == opacity
+    assert abs(info["level"] - slope * depth) <= slope * auto["step"]
+    radii = _radii(tmp_path / "mesh.ply", np.zeros(3))
+    assert abs(radii.mean() - (radius - depth)) <= auto["step"] + 1e-3
+
+
 def test_crossing_densities_closed_form_and_rays_that_never_cross():
     step = 0.1
     density = torch.tensor([[0.0, 1.0, 10.0, 10.0], [0.0, 1.0, 1.0, 1.0]], dtype=torch.float64)
@@ -174,6 +188,10 @@ def test_crossing_densities_closed_form_and_rays_that_never_cross():
     # Row 1: depths reach 0.3 < ln 2 -> never.
     values = crossing_densities(density, step)
     assert values[0] == 10.0 and torch.isnan(values[1])
+    # opacity 0.05 (depth 0.0513): row 0 crosses in its second step (depth 0.1), row 1 too
+    assert crossing_densities(density, step, opacity=0.05).tolist() == [1.0, 1.0]
+    with pytest.raises(ValueError, match="opacity must lie strictly between 0 and 1"):
+        crossing_densities(density, step, opacity=1.0)
 
 
 def test_auto_level_on_an_empty_scene_is_an_error():
@@ -230,6 +248,8 @@ def _run_cli(args: list[str], capsys) -> tuple[int, str]:
         (["missing.yml", "--level", "-1"], "--level must be 'auto' or a positive density"),
         (["missing.yml", "--level", "surface"], "--level must be 'auto' or a positive density"),
         (["missing.yml", "--auto-rays", "0"], "--auto-rays must be >= 1"),
+        (["missing.yml", "--auto-opacity", "0"], "--auto-opacity must lie strictly between 0 and 1"),
+        (["missing.yml", "--auto-opacity", "1.5"], "--auto-opacity must lie strictly between 0 and 1"),
         (["missing.yml", "--smooth", "-0.1"], "--smooth must be a fraction of the scene box in [0, 0.5)"),
         (["missing.yml", "--smooth", "2"], "--smooth must be a fraction of the scene box in [0, 0.5)"),
     ],
