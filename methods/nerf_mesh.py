@@ -30,7 +30,13 @@ import torch
 
 from sine_fields.errors import UserError
 from sine_fields.io import atomic_write_json
-from sine_fields.methods.nerf_density import SceneFrame, auto_level, density_field, density_function
+from sine_fields.methods.nerf_density import (
+    DEFAULT_AUTO_OPACITY,
+    SceneFrame,
+    auto_level,
+    density_field,
+    density_function,
+)
 
 try:  # only the CLI reads this marker
     from tyro.conf import Positional
@@ -65,7 +71,7 @@ class NerfMeshOptions:
     """Density iso-level in the model frame's units; None: auto (the density where training rays reach ``auto_opacity``)."""
     auto_rays: int = 4096
     """Training rays marched to choose the auto level."""
-    auto_opacity: float = 0.5
+    auto_opacity: float = DEFAULT_AUTO_OPACITY
     """Rendered opacity whose crossing along training rays gives the auto level."""
     smooth: float = 0.0
     """Standard deviation of a Gaussian filter applied to the density before the level and the mesh are
@@ -373,7 +379,8 @@ def main(
         method: coarse-to-fine (queries only near the surface) or dense (every grid point).
         level: density iso-level, or auto: the median density at which training rays' rendered opacity reaches --auto-opacity.
         auto_rays: training rays marched to choose the auto level.
-        auto_opacity: the rendered opacity whose crossing gives the auto level (0.5: the median depth).
+        auto_opacity: the rendered opacity whose crossing gives the auto level (0.5: the median depth;
+            the default 0.1 matched the ground truth better on both scenes measured).
         smooth: Gaussian filter on the density before meshing, its standard deviation as a fraction of the
             scene box's longest side (about one pixel's footprint works; 0: none). Evaluates every grid point.
         data: dataset folder, if not where the config says (the ground truth is its mesh.ply).

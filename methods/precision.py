@@ -1,10 +1,10 @@
 """The arithmetic precision of a NeRF field's MLPs: float32, or bfloat16 where the hardware has it.
 
 A NeRF step on a CPU is almost all field matrix products (32k samples through 256-wide layers). On
-CPUs with Intel AMX tiles, oneDNN runs bfloat16 products several times faster than float32 ones (on
-the 2-core Xeon this project is developed on: 7.8x for a 32768 x 256 by 256 x 256 product, 3.3x
-for a whole lite field's forward and backward pass). Elsewhere a bfloat16 product is emulated and no
-faster, so ``auto`` asks for it only where the tiles exist.
+CPUs with Intel AMX tiles, oneDNN runs bfloat16 products several times faster than float32 ones
+(``benchmarks/field_precision.py`` measures a hidden layer's product and a whole lite field's forward
+and backward pass). Elsewhere a bfloat16 product is emulated and no faster, so ``auto`` asks for it
+only where the tiles exist.
 
 Only the field runs under ``torch.autocast``: the parameters, the optimiser state, the sine weight
 ``sin(omega U V) / g`` itself (``sine_weight`` computes it in float32 and autocast rounds the result

@@ -87,7 +87,7 @@ class SineNeRFLiteModelConfig(ModelConfig, FactorisedMLPOptions, NeRFFieldOption
     """Each refresh after the first evaluates one of this many interleaved sets of cells (a cell is
     refreshed every ``grid_refresh_parts * grid_update_every`` steps) at that fraction of the cost."""
     precision: FieldPrecision = "auto"
-    """Arithmetic of the field's products: ``auto`` is bfloat16 on a CPU with AMX tiles (about 3x
+    """Arithmetic of the field's products: ``auto`` is bfloat16 on a CPU with AMX tiles (several times
     faster there) and float32 elsewhere; parameters, optimiser and rendering stay float32."""
 
 
@@ -268,9 +268,10 @@ def nerf_lite_trainer_config(method_name: str = "sine-nerf-lite", linear: str = 
     - Adam 5e-3 decaying exponentially to 2e-4 over the run (with 32 samples, 2e-3 reached 20.0 dB after
       300 steps where 5e-3 reached 20.4; with 16, 1e-2 reached 20.3 where 5e-3 reached 20.2), 1,024 rays
       per step (2,048 gained per step but not per second);
-    - the field's products in bfloat16 on a CPU with AMX tiles (``precision auto``, ``precision.py``): the
-      field pass is 3.3x faster on this project's Xeon, and 1,000 steps followed the float32 run's held-out
-      PSNR curve within 0.6 dB (20.4 / 22.9 / 24.1 against 21.0 / 23.0 / 24.2 at steps 250 / 500 / 750);
+    - the field's products in bfloat16 on a CPU with AMX tiles (``precision auto``, ``precision.py``; speed
+      in ``benchmarks/field_precision.py``): in a screening run of 1,000 steps the held-out PSNR curve
+      followed the float32 run's within 0.6 dB (20.4 / 22.9 / 24.1 against 21.0 / 23.0 / 24.2 at steps
+      250 / 500 / 750, one seed each);
     - rays that the grid holds empty (opacity below 0.01: most of an object scene's background) get 8
       uniform field samples instead of 32: 23 % less time per step once half the rays are empty, and over
       1,800 steps the held-out PSNR was ahead of the same run with 32 samples on every ray at five of the

@@ -24,7 +24,13 @@ from sine_fields import cli
 from sine_fields.data.scenes import RenderOptions, look_at, render_scene
 from sine_fields.errors import UserError
 from sine_fields.methods import nerf_mesh
-from sine_fields.methods.nerf_density import SceneFrame, auto_level, crossing_densities, density_function
+from sine_fields.methods.nerf_density import (
+    DEFAULT_AUTO_OPACITY,
+    SceneFrame,
+    auto_level,
+    crossing_densities,
+    density_function,
+)
 from sine_fields.methods.nerf_mesh import NerfMeshOptions, mesh_pipeline
 from sine_fields.shapes.metrics import surface_metrics
 
@@ -148,7 +154,8 @@ def test_smoothed_auto_level_reads_the_filtered_density(tmp_path):
     radius, slope = 0.6, 50.0
     depth = math.sqrt(2 * math.log(2) / slope)
     pipeline = _pipeline(RampBall(radius, slope), IDENTITY)
-    info = mesh_pipeline(pipeline, tmp_path, NerfMeshOptions(resolution=128, method="dense", auto_rays=16, smooth=0.005))
+    options = NerfMeshOptions(resolution=128, method="dense", auto_rays=16, smooth=0.005, auto_opacity=0.5)
+    info = mesh_pipeline(pipeline, tmp_path, options)
     assert abs(info["level"] - slope * depth) <= slope * info["auto_level"]["step"] + slope * 0.01**2 / (radius - depth)
 
 
@@ -158,13 +165,17 @@ def test_auto_level_is_the_density_where_opacity_reaches_one_half(tmp_path):
     radius, slope = 0.6, 50.0
     depth = math.sqrt(2 * math.log(2) / slope)
     pipeline = _pipeline(RampBall(radius, slope), IDENTITY)
-    info = mesh_pipeline(pipeline, tmp_path, NerfMeshOptions(resolution=128, auto_rays=16))
+    info = mesh_pipeline(pipeline, tmp_path, NerfMeshOptions(resolution=128, auto_rays=16, auto_opacity=0.5))
     auto = info["auto_level"]
     assert info["level_method"] == "auto" and auto["crossing_rays"] == auto["rays"] == 16
     # The marching step holds one density, so the crossing density is exact to one step's change.
     assert abs(info["level"] - slope * depth) <= slope * auto["step"]
     radii = _radii(tmp_path / "mesh.ply", np.zeros(3))
     assert abs(radii.mean() - (radius - depth)) <= auto["step"] + 1e-3
+
+
+def test_the_default_auto_opacity_is_the_measured_one():
+    assert NerfMeshOptions().auto_opacity == DEFAULT_AUTO_OPACITY == 0.1
 
 
 @pytest.mark.parametrize("opacity", [0.1, 0.3, 0.9])
@@ -186,7 +197,7 @@ def test_crossing_densities_closed_form_and_rays_that_never_cross():
     density = torch.tensor([[0.0, 1.0, 10.0, 10.0], [0.0, 1.0, 1.0, 1.0]], dtype=torch.float64)
     # Row 0: depths 0, 0.1, 1.1 -> crosses ln 2 = 0.693 in the third step, density 10.
     # Row 1: depths reach 0.3 < ln 2 -> never.
-    values = crossing_densities(density, step)
+    values = crossing_densities(density, step, opacity=0.5)
     assert values[0] == 10.0 and torch.isnan(values[1])
     # opacity 0.05 (depth 0.0513): row 0 crosses in its second step (depth 0.1), row 1 too
     assert crossing_densities(density, step, opacity=0.05).tolist() == [1.0, 1.0]
@@ -196,7 +207,7 @@ def test_crossing_densities_closed_form_and_rays_that_never_cross():
 
 def test_auto_level_on_an_empty_scene_is_an_error():
     empty = density_function(RampBall(0.0, 1.0))
-    with pytest.raises(ValueError, match="opacity 0.5"):
+    with pytest.raises(ValueError, match="reaches opacity 0.1 inside the scene box"):
         auto_level(empty, _pixel_cameras(np.zeros(3)), np.array([[-1.0] * 3, [1.0] * 3]), step=0.05, rays=4)
 
 
