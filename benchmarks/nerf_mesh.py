@@ -34,9 +34,9 @@ def _load() -> list[float]:
 
 
 def mesh_levels(config: Path, work: Path, levels: list[float | None], resolution: int, smooths: list[float] = (0.0,),
-                opacities: list[float] = (0.5,)):
-    """nerf-mesh at each smoothing and level (None: auto, at each of ``opacities``) on one loaded pipeline;
-    returns (run info, rows, the dataparser's frame)."""
+                opacities: list[float] | None = None):
+    """nerf-mesh at each smoothing and level (None: auto, at each of ``opacities``, by default nerf-mesh's
+    own) on one loaded pipeline; returns (run info, rows, the dataparser's frame)."""
     from sine_fields.methods.nerf_density import SceneFrame
     from sine_fields.methods.nerf_mesh import NerfMeshOptions, load_pipeline, mesh_pipeline
 
@@ -45,6 +45,7 @@ def mesh_levels(config: Path, work: Path, levels: list[float | None], resolution
     run = {"config": str(config), "method": recorded.method_name, "checkpoint": checkpoint.name,
            "dataset": str(dataset), "model_parameters": int(sum(p.numel() for p in pipeline.model.parameters()))}
     rows = []
+    opacities = list(opacities) if opacities else [NerfMeshOptions.auto_opacity]
     settings = [(s, l, o) for s in smooths for l in levels for o in (opacities if l is None else [None])]
     for smooth, level, opacity in settings:
         name = (f"auto-{opacity:g}" if level is None else f"level-{level:g}") + (f"-smooth-{smooth:g}" if smooth else "")
@@ -53,7 +54,7 @@ def mesh_levels(config: Path, work: Path, levels: list[float | None], resolution
         load = _load()
         started = time.perf_counter()
         options = NerfMeshOptions(resolution=resolution, level=level, smooth=smooth,
-                                  auto_opacity=opacity if opacity is not None else NerfMeshOptions.auto_opacity)
+                                  auto_opacity=opacity if opacity is not None else opacities[0])
         info = mesh_pipeline(pipeline, folder, options, dataset)
         rows.append({
             "mesh": "nerf-mesh", "smooth": smooth, "level_method": info["level_method"], "level": info["level"],
@@ -122,8 +123,9 @@ def main() -> None:
     parser.add_argument("--levels", type=float, nargs="*", default=list(DEFAULT_LEVELS), help="fixed densities")
     parser.add_argument("--smooth", type=float, nargs="*", default=[0.0],
                         help="nerf-mesh --smooth values to run every level with (0: none)")
-    parser.add_argument("--auto-opacities", type=float, nargs="*", default=[0.5],
-                        help="rendered opacities whose crossing gives an auto level (one auto row each)")
+    parser.add_argument("--auto-opacities", type=float, nargs="*", default=None,
+                        help="rendered opacities whose crossing gives an auto level, one auto row each "
+                             "(default: nerf-mesh's --auto-opacity)")
     parser.add_argument("--poisson-points", type=int, default=200_000, help="0: skip ns-export poisson")
     args = parser.parse_args()
     work = args.work or args.output.parent / "runs" / args.output.stem

@@ -36,8 +36,8 @@ import numpy as np
 import torch
 from torch import nn
 
-__all__ = ["DEFAULT_AUTO_OPACITY", "DENSITY_FIELDS", "AutoLevel", "SceneFrame", "auto_level", "box_intersections", "density_field",
-           "density_function"]
+__all__ = ["DEFAULT_AUTO_OPACITY", "DENSITY_FIELDS", "AutoLevel", "SceneFrame", "auto_level", "box_intersections",
+           "density_field", "density_function"]
 
 # Attributes under which nerfstudio models keep the field they render, in the order tried: nerfacto,
 # mip-NeRF and most others call it ``field``; vanilla NeRF renders ``field_fine`` (``field_coarse``

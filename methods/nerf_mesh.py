@@ -68,7 +68,8 @@ class NerfMeshOptions:
     method: Method = "coarse-to-fine"
     """Extraction: coarse-to-fine (queries only near the surface) or dense (every grid point)."""
     level: float | None = None
-    """Density iso-level in the model frame's units; None: auto (the density where training rays reach ``auto_opacity``)."""
+    """Density iso-level in the model frame's units; None: auto (the density at which training rays'
+    rendered opacity reaches ``auto_opacity``)."""
     auto_rays: int = 4096
     """Training rays marched to choose the auto level."""
     auto_opacity: float = DEFAULT_AUTO_OPACITY
@@ -377,7 +378,8 @@ def main(
         output: folder for mesh.ply (dataset frame), extraction.json and metrics.json.
         resolution: marching-cubes cells per axis (coarse-to-fine: 32 * 2^m, e.g. 128, 256, 512).
         method: coarse-to-fine (queries only near the surface) or dense (every grid point).
-        level: density iso-level, or auto: the median density at which training rays' rendered opacity reaches --auto-opacity.
+        level: density iso-level, or auto: the median density at which training rays' rendered opacity
+            reaches --auto-opacity.
         auto_rays: training rays marched to choose the auto level.
         auto_opacity: the rendered opacity whose crossing gives the auto level (0.5: the median depth;
             the default 0.1 matched the ground truth better on both scenes measured).

@@ -34,6 +34,8 @@ from sine_fields.methods.nerf_density import (
 from sine_fields.methods.nerf_mesh import NerfMeshOptions, mesh_pipeline
 from sine_fields.shapes.metrics import surface_metrics
 
+ROOT = Path(__file__).resolve().parents[2]
+
 
 class RampBall(Field):
     """Density ``slope * max(0, radius - |x - centre|)`` (model frame): zero outside the ball, rising
@@ -432,3 +434,22 @@ def test_viewer_shows_a_nerf_mesh_folder_with_error_colouring(tmp_path):
     finally:
         viewer.close()
         stop_server(server)
+
+
+def test_the_mesh_benchmark_gives_one_auto_row_per_opacity(trained_run, tmp_path):
+    """benchmarks/nerf_mesh.py on a real run: an auto row per asked opacity, each recording it, then the
+    fixed levels; its table names the opacity of each auto row."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("nerf_mesh_benchmark_under_test", ROOT / "benchmarks" / "nerf_mesh.py")
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    config, _ = trained_run
+    run, rows, _ = bench.mesh_levels(config, tmp_path, [None, 1.0], 32, opacities=[0.1, 0.5])
+    assert [(r["level_method"], (r["auto_level"] or {}).get("opacity")) for r in rows] == [
+        ("auto", 0.1), ("auto", 0.5), ("fixed", None)]
+    assert rows[2]["level"] == 1.0 and all(r["level"] > 0 for r in rows)
+    _, default_rows, _ = bench.mesh_levels(config, tmp_path / "default", [None], 32)
+    assert default_rows[0]["auto_level"]["opacity"] == DEFAULT_AUTO_OPACITY
+    table = bench.markdown({"rows": rows, "run": run})
+    assert "| nerf-mesh, 32^3 | auto (opacity 0.1) = " in table and "| nerf-mesh, 32^3 | 1 |" in table
