@@ -22,6 +22,7 @@ import platform
 import statistics
 import sys
 import time
+from functools import partial
 from pathlib import Path
 
 import torch
@@ -94,8 +95,7 @@ def measure(samples: int, repeats: int) -> dict:
         return step
 
     cases = {"product 32768x256 @ 256x256": product}
-    cases.update({f"{linear} field forward + backward": (lambda f: lambda d: field_step(f, d))(field)
-                  for linear, field in fields.items()})
+    cases.update({f"{linear} field forward + backward": partial(field_step, field) for linear, field in fields.items()})
     for _ in range(3):  # rounds: float32 and bfloat16 alternate within each, so load drifts hit both
         for case, make in cases.items():
             for name, dtype in dtypes.items():

@@ -99,10 +99,9 @@ def markdown(data: dict) -> str:
     lines = [header, "|---|---|---|---|---|---|---|"]
     for row in data["rows"]:
         if row["mesh"] == "nerf-mesh":
-            name = f"nerf-mesh, {row['resolution']}^3" + (f", --smooth {row['smooth']:g}" if row.get("smooth") else "")
-            opacity = (row.get("auto_level") or {}).get("opacity", 0.5)  # older rows: always one half
-            level = (f"auto (opacity {opacity:g}) = {row['level']:.3g}" if row["level_method"] == "auto"
-                     else f"{row['level']:g}")
+            name = f"nerf-mesh, {row['resolution']}^3" + (f", --smooth {row['smooth']:g}" if row["smooth"] else "")
+            level = (f"auto (opacity {row['auto_level']['opacity']:g}) = {row['level']:.3g}"
+                     if row["level_method"] == "auto" else f"{row['level']:g}")
         else:
             name, level = f"ns-export poisson ({row['num_points']:,} points)", "n/a"
         lines.append(f"| {name} | {level} | {row['chamfer_l1']:.4f} | {row['chamfer_l2']:.6f} | "

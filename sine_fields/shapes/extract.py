@@ -63,7 +63,9 @@ def _evaluate_indices(field: FieldFn, index: np.ndarray, resolution: int, chunk:
     return out
 
 
-def _mesh_from_grid(values: np.ndarray, resolution: int, level: float) -> tuple[np.ndarray, np.ndarray]:
+def mesh_from_values(values: np.ndarray, resolution: int, level: float) -> tuple[np.ndarray, np.ndarray]:
+    """Marching cubes on ``(n, n, n)`` grid values (``evaluate_dense``'s layout, larger inside):
+    ``(vertices, faces)`` in the normalised frame."""
     import mcubes
 
     # A grid that never crosses the level has no surface; mcubes would return an empty mesh anyway,
@@ -88,12 +90,6 @@ def evaluate_dense(field: FieldFn, resolution: int, chunk: int = 262144, progres
     return values.reshape(n, n, n)
 
 
-def mesh_from_values(values: np.ndarray, resolution: int, level: float) -> tuple[np.ndarray, np.ndarray]:
-    """Marching cubes on grid values from ``evaluate_dense`` (larger inside): ``(vertices, faces)`` in the
-    normalised frame."""
-    return _mesh_from_grid(values, resolution, level)
-
-
 def extract_dense(field: FieldFn, resolution: int, level: float = 0.0, chunk: int = 262144, progress: Progress | None = None) -> Extraction:
     """Evaluate all ``(resolution + 1)^3`` grid points, then run marching cubes.
 
@@ -102,7 +98,7 @@ def extract_dense(field: FieldFn, resolution: int, level: float = 0.0, chunk: in
     """
     start = time.perf_counter()
     values = evaluate_dense(field, resolution, chunk, progress)
-    vertices, faces = _mesh_from_grid(values, resolution, level)
+    vertices, faces = mesh_from_values(values, resolution, level)
     return Extraction(vertices, faces, resolution, "dense", level, values.size, time.perf_counter() - start)
 
 
@@ -229,7 +225,7 @@ def extract_coarse_to_fine(
         queries += _query_active_corners(field, values, known, res, level, chunk)
         if progress is not None:
             progress(int(np.log2(res // initial_resolution)), levels)
-    vertices, faces = _mesh_from_grid(values, resolution, level)
+    vertices, faces = mesh_from_values(values, resolution, level)
     return Extraction(vertices, faces, resolution, "coarse-to-fine", level, queries, time.perf_counter() - start)
 
 
