@@ -39,12 +39,7 @@ class DensityGrid(nn.Module):
 
     def __init__(self, aabb: Tensor, resolution: int, decay: float, parts: int = 1) -> None:
         super().__init__()
-        if resolution < 2:
-            raise ValueError(f"density grid resolution must be at least 2, got {resolution}")
-        if not 0.0 <= decay <= 1.0:
-            raise ValueError(f"density grid decay must lie in [0, 1], got {decay}")
-        if not 1 <= parts <= resolution**3:
-            raise ValueError(f"density grid parts must lie in [1, resolution^3], got {parts}")
+        self.check_settings(resolution, decay, parts)
         self.resolution = int(resolution)
         self.decay = float(decay)
         self.parts = int(parts)
@@ -52,6 +47,16 @@ class DensityGrid(nn.Module):
         self.register_buffer("density", torch.zeros((resolution,) * 3))
         # How many times the grid has been filled; 0 means it still holds no field values.
         self.register_buffer("updates", torch.zeros((), dtype=torch.long))
+
+    @staticmethod
+    def check_settings(resolution: int, decay: float, parts: int) -> None:
+        """Raise ``ValueError`` for settings no grid can have (the lite config checks its flags with this)."""
+        if resolution < 2:
+            raise ValueError(f"density grid resolution must be at least 2, got {resolution}")
+        if not 0.0 <= decay <= 1.0:
+            raise ValueError(f"density grid decay must lie in [0, 1], got {decay}")
+        if not 1 <= parts <= resolution**3:
+            raise ValueError(f"density grid parts must lie in [1, resolution^3], got {parts}")
 
     def cell_points(self, jitter: bool) -> Tensor:
         """One point per cell, ``(resolution^3, 3)`` in C order of the cell index (x slowest):

@@ -90,6 +90,25 @@ class SineNeRFLiteModelConfig(ModelConfig, FactorisedMLPOptions, NeRFFieldOption
     """Arithmetic of the field's products: ``auto`` is bfloat16 on a CPU with AMX tiles (several times
     faster there) and float32 elsewhere; parameters, optimiser and rendering stay float32."""
 
+    def __post_init__(self) -> None:
+        # tyro builds the config from ns-train's flags and shows a ValueError raised here as a one-line
+        # error naming the option; raised later, in populate_modules, it would be a traceback mid-setup.
+        self.check()
+
+    def check(self) -> None:
+        """Raise ``ValueError`` naming the first option outside its range."""
+        if not 0.0 <= self.uniform_share < 1.0:
+            raise ValueError(f"uniform-share must lie in [0, 1), got {self.uniform_share}")
+        if self.num_samples < 1 or self.empty_ray_samples < 1:
+            raise ValueError(f"num-samples and empty-ray-samples must be at least 1, got {self.num_samples}, "
+                             f"{self.empty_ray_samples}")
+        if not 0.0 <= self.empty_ray_opacity < 1.0:
+            raise ValueError(f"empty-ray-opacity must lie in [0, 1), got {self.empty_ray_opacity}")
+        if self.grid_update_every < 1:
+            raise ValueError(f"grid-update-every must be at least 1, got {self.grid_update_every}")
+        DensityGrid.check_settings(self.grid_resolution, self.grid_decay, self.grid_refresh_parts)
+        resolve_precision(self.precision, torch.device("cpu"))
+
 
 class SineNeRFLiteModel(Model):
     """A NeRF field rendered with samples placed by a ``DensityGrid`` of its own density."""
@@ -100,10 +119,7 @@ class SineNeRFLiteModel(Model):
         allow_checkpoint_globals()
         super().populate_modules()
         c = self.config
-        if not 0.0 <= c.uniform_share < 1.0:
-            raise ValueError(f"uniform-share must lie in [0, 1), got {c.uniform_share}")
-        if c.empty_ray_samples < 1 or c.num_samples < 1:
-            raise ValueError(f"num-samples and empty-ray-samples must be at least 1, got {c.num_samples}, {c.empty_ray_samples}")
+        c.check()  # a config changed after it was built (not through ns-train's flags) is checked again
         self.collider = AABBBoxCollider(self.scene_box)
         self.field = build_nerf_field(c)
         summary = factorise_mlps(self.field, NERF_MLPS, c.linear, c.rank, c.omega, c.factorise)
@@ -119,7 +135,6 @@ class SineNeRFLiteModel(Model):
         self.renderer_accumulation = AccumulationRenderer()
         self.renderer_depth = DepthRenderer()
         self.rgb_loss = MSELoss()
-        resolve_precision(c.precision, torch.device("cpu"))  # a bad choice fails here, not mid-run
         self._field_dtype: Dict[str, torch.dtype] = {}
         self.busy_ray_share = 1.0
 

@@ -4,6 +4,8 @@ this package registers, and checkpoint reload through nerfstudio's own loader (w
 from __future__ import annotations
 
 import copy
+import re
+import subprocess
 import sys
 from importlib.metadata import entry_points
 from pathlib import Path
@@ -151,6 +153,37 @@ def test_lite_density_is_a_shifted_softplus_and_samples_stay_in_the_scene_box():
     assert samples.frustums.starts.shape == (1, model.config.num_samples, 1)
     assert samples.frustums.starts.min() >= 3.0 - 1e-4 and samples.frustums.ends.max() <= 5.0 + 1e-4
     assert FieldHeadNames.DENSITY in model.field.forward(samples)
+
+
+@pytest.mark.parametrize(
+    "option, value, message",
+    [
+        ("uniform_share", 1.0, "uniform-share must lie in [0, 1)"),
+        ("empty_ray_samples", 0, "num-samples and empty-ray-samples must be at least 1"),
+        ("empty_ray_opacity", -0.1, "empty-ray-opacity must lie in [0, 1)"),
+        ("grid_update_every", 0, "grid-update-every must be at least 1"),
+        ("grid_refresh_parts", 0, "density grid parts must lie in [1, resolution^3]"),
+        ("grid_decay", 2.0, "density grid decay must lie in [0, 1]"),
+    ],
+)
+def test_lite_config_refuses_out_of_range_options_when_built(option, value, message):
+    from sine_fields.methods.sine_nerf_lite import SineNeRFLiteModelConfig
+
+    with pytest.raises(ValueError, match=re.escape(message)):
+        SineNeRFLiteModelConfig(**{option: value})
+
+
+def test_a_bad_lite_flag_is_one_error_from_ns_train_not_a_traceback(tmp_path):
+    """tyro builds the model config from the flags: the range check runs there, before any data is read."""
+    done = subprocess.run(
+        [str(Path(sys.executable).parent / "ns-train"), "sine-nerf-lite", "--data", str(tmp_path / "none"),
+         "--machine.device-type", "cpu", "--pipeline.model.empty-ray-samples", "0"],
+        capture_output=True, text=True, timeout=300, cwd=tmp_path,
+    )
+    assert done.returncode == 2
+    text = " ".join(re.sub("[│╭╮╰╯─]", " ", done.stderr).split())  # rich's box, wrapped at any width
+    assert "empty-ray-samples must be at least 1, got 32, 0" in text
+    assert "Traceback" not in done.stderr
 
 
 def test_lite_field_in_bfloat16_renders_float32_close_to_its_float32_self():
