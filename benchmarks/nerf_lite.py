@@ -1,13 +1,14 @@
 """The lite recipe as a user runs it: `ns-train sine-nerf-lite` with its defaults, timed, then `ns-eval`.
 
-    .venv/bin/python benchmarks/nerf_lite.py --output benchmarks/results/nerf-lite-duck.json
+    .venv/bin/python benchmarks/nerf_lite.py --seed 42 --seed 1 --seed 2 --output benchmarks/results/nerf-lite-duck.json
     .venv/bin/python benchmarks/nerf_lite.py --linear sine --linear lowrank --linear dense \
         --output benchmarks/results/nerf-lite-duck-twins.json
     .venv/bin/python benchmarks/nerf_lite.py --quick --output /tmp/nerf-lite-quick.json     # CI: seconds
 
 For each `--linear` (default: sine only) it renders the scene once (`sine-fields data scene`, unless `--data`
 names a folder), runs `ns-train sine-nerf-lite --data SCENE --machine.device-type cpu
---pipeline.model.linear LINEAR` in a subprocess with nothing else changed, and records the wall time
+--pipeline.model.linear LINEAR --machine.seed SEED` (once per `--seed`; default nerfstudio's 42) in a
+subprocess with nothing else changed, and records the wall time
 around it with the load average before and after (a shared CPU makes wall time follow the load, not the
 recipe: only a run that started on an idle machine says what the recipe costs). Then `ns-eval` gives the
 held-out PSNR and SSIM over every eval image; the held-out PSNR curve that nerfstudio logged during
@@ -109,12 +110,12 @@ def field_parameters(config) -> dict[str, int]:
     return {"model": count(config.pipeline.model), "dense_twin": count(dense)}
 
 
-def train_and_evaluate(data: Path, linear: str, work: Path, extra: list[str]) -> dict:
-    name = linear
+def train_and_evaluate(data: Path, linear: str, seed: int, work: Path, extra: list[str]) -> dict:
+    name = f"{linear}-seed{seed}"
     outputs = work / "outputs"
     command = [str(BIN / "ns-train"), METHOD, "--data", str(data), "--machine.device-type", "cpu",
                "--output-dir", str(outputs), "--experiment-name", name, "--timestamp", "run",
-               "--pipeline.model.linear", linear, *extra]
+               "--pipeline.model.linear", linear, "--machine.seed", str(seed), *extra]
     run_dir = outputs / name / METHOD / "run"
     if run_dir.exists():
         raise BenchmarkError(f"{run_dir} exists from an unfinished run; remove it or pass --overwrite")
@@ -142,6 +143,7 @@ def train_and_evaluate(data: Path, linear: str, work: Path, extra: list[str]) ->
     curve.append([iterations, float(evaluation["results"]["psnr"])])  # ns-eval's final point
     return {
         "linear": linear,
+        "seed": seed,
         "command": " ".join(["ns-train", *command[1:]]).replace(str(data), "SCENE").replace(str(outputs), "OUTPUTS"),
         "iterations": iterations,
         "rank": config.pipeline.model.rank if linear != "dense" else None,
@@ -157,23 +159,53 @@ def train_and_evaluate(data: Path, linear: str, work: Path, extra: list[str]) ->
     }
 
 
+def _kind(run: dict) -> str:
+    return "dense" if run["linear"] == "dense" else f"{run['linear']} k = {run['rank']}" + (
+        f", omega {run['omega']:g}" if run["omega"] else "")
+
+
+def seed_summaries(runs: list[dict]) -> list[dict]:
+    """Per layer kind run with two seeds or more: the final held-out PSNR's mean, sample standard
+    deviation, range and the seeds, and the longest wall time (what a user must allow for)."""
+    import statistics
+
+    summaries = []
+    for linear in dict.fromkeys(r["linear"] for r in runs):
+        group = [r for r in runs if r["linear"] == linear]
+        if len(group) < 2:
+            continue
+        psnrs = [r["results"]["psnr"] for r in group]
+        summaries.append({"linear": linear, "kind": _kind(group[0]), "seeds": [r["seed"] for r in group],
+                          "psnr_mean": statistics.mean(psnrs), "psnr_std": statistics.stdev(psnrs),
+                          "psnr_min": min(psnrs), "psnr_max": max(psnrs),
+                          "wall_max": max(r["ns_train_wall_seconds"] for r in group)})
+    return summaries
+
+
 def markdown(data: dict) -> str:
-    """One row per layer kind: held-out PSNR, parameters against the dense twin, wall time and load."""
-    rows = ["| method | field MLP layers | parameters | % of dense | held-out PSNR (dB) | SSIM | iterations | "
+    """One row per run (layer kind and seed): held-out PSNR (± its spread over the eval images),
+    parameters against the dense twin, wall time and load; then, per layer kind run with several seeds,
+    the mean ± standard deviation over the seeds."""
+    rows = ["| method | field MLP layers | seed | parameters | % of dense | held-out PSNR (dB) | SSIM | iterations | "
             "PSNR gain over the last quarter (dB) | ns-train wall (s) | load before / after | CPU stolen |",
-            "|---|---|---|---|---|---|---|---|---|---|---|"]
+            "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in data["runs"]:
-        kind = "dense" if r["linear"] == "dense" else f"{r['linear']} k = {r['rank']}" + (
-            f", omega {r['omega']:g}" if r["omega"] else "")
+        kind = _kind(r)
         p, res = r["parameters"], r["results"]
         gain = "-" if r["last_quarter_gain_db"] is None else f"{r['last_quarter_gain_db']:+.2f}"
         load = r["load_average_1min_before_and_after"]
         shares = r.get("cpu_time_shares_during_training")
         stolen = "-" if not shares else f"{100 * shares['steal']:.0f} %"
         spread = "" if res["psnr_std"] != res["psnr_std"] else f" ± {res['psnr_std']:.2f}"  # NaN: one eval image
-        rows.append(f"| {METHOD} | {kind} | {p['model']:,} | {100 * p['model'] / p['dense_twin']:.1f} % | "
+        rows.append(f"| {METHOD} | {kind} | {r['seed']} | {p['model']:,} | {100 * p['model'] / p['dense_twin']:.1f} % | "
                     f"{res['psnr']:.2f}{spread} | {res['ssim']:.3f} | {r['iterations']:,} | {gain} | "
                     f"{r['ns_train_wall_seconds']:.0f} | {load[0]:.2f} / {load[1]:.2f} | {stolen} |")
+    summaries = seed_summaries(data["runs"])
+    if summaries:
+        rows += ["", "| field MLP layers | seeds | held-out PSNR over the seeds (dB): mean ± std | lowest | highest | "
+                 "longest ns-train wall (s) |", "|---|---|---|---|---|---|"]
+        rows += [f"| {s['kind']} | {', '.join(map(str, s['seeds']))} | {s['psnr_mean']:.2f} ± {s['psnr_std']:.2f} | "
+                 f"{s['psnr_min']:.2f} | {s['psnr_max']:.2f} | {s['wall_max']:.0f} |" for s in summaries]
     return "\n".join(rows)
 
 
@@ -185,6 +217,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--resolution", type=int, default=64)
     parser.add_argument("--linear", action="append", choices=["sine", "lowrank", "dense"],
                         help="layer kind to run (repeat; default: sine)")
+    parser.add_argument("--seed", type=int, action="append",
+                        help="ns-train's --machine.seed (repeat for several runs per layer kind; default: 42)")
     parser.add_argument("--work", type=Path, help="where runs and logs go (default: beside --output, not committed)")
     parser.add_argument("--quick", action="store_true", help="CI: 16 px, 8 views, 20 iterations")
     parser.add_argument("--output", type=Path, required=True)
@@ -193,11 +227,13 @@ def main(argv: list[str] | None = None) -> int:
     from sine_fields.methods.precision import cpu_has_bfloat16_tiles
 
     linears = args.linear or ["sine"]
+    seeds = args.seed or [42]  # nerfstudio's default seed
     extra: list[str] = []
     if args.quick:
         args.views, args.resolution = 8, 16
         extra = ["--max-num-iterations", "20", "--steps-per-eval-all-images", "10",
-                 "--optimizers.fields.scheduler.max-steps", "20", "--pipeline.model.grid-resolution", "16"]
+                 "--optimizers.fields.scheduler.max-steps", "20", "--optimizers.factors-u.scheduler.max-steps", "20",
+                 "--pipeline.model.grid-resolution", "16"]
     work = args.work or args.output.with_name(args.output.stem + "-runs")
     try:
         if args.data is not None and not (args.data / "transforms.json").is_file():
@@ -228,12 +264,13 @@ def main(argv: list[str] | None = None) -> int:
         from sine_fields.io import atomic_write_json
 
         for linear in linears:
-            if any(r["linear"] == linear for r in report["runs"]):
-                print(f"{linear}: already in {args.output}", flush=True)
-                continue
-            print(f"{linear}: ns-train {METHOD} (load {_load()})", flush=True)
-            report["runs"].append(train_and_evaluate(data, linear, work, extra))
-            atomic_write_json(args.output, report)
+            for seed in seeds:
+                if any(r["linear"] == linear and r["seed"] == seed for r in report["runs"]):
+                    print(f"{linear}, seed {seed}: already in {args.output}", flush=True)
+                    continue
+                print(f"{linear}, seed {seed}: ns-train {METHOD} (load {_load()})", flush=True)
+                report["runs"].append(train_and_evaluate(data, linear, seed, work, extra))
+                atomic_write_json(args.output, report)
     except BenchmarkError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2

@@ -14,7 +14,7 @@ import torch
 from torch import nn
 
 from sine_fields.convert import ConversionSummary, convert, count_parameters
-from sine_fields.layers import DEFAULT_OMEGA
+from sine_fields.layers import DEFAULT_OMEGA, LowRankLinear, SineLowRankLinear
 
 __all__ = [
     "Factorise",
@@ -22,6 +22,7 @@ __all__ = [
     "allow_checkpoint_globals",
     "alexnet_weights_path",
     "factorise_mlps",
+    "split_factors_u",
     "lpips_only_if_available",
     "missing_lpips",
 ]
@@ -74,6 +75,21 @@ def factorise_mlps(
     # A regex on the whole qualified name, so that "mlp_base.layers.1" never matches "...layers.10".
     pattern = "|".join(t.replace(".", r"\.") for t in targets)
     return convert(field, linear, rank, omega=omega, target_modules=pattern)  # type: ignore[arg-type]
+
+
+def split_factors_u(module: nn.Module) -> tuple[list[nn.Parameter], list[nn.Parameter]]:
+    """``(rest, factors_u)``: the ``U`` factor of every rank-k layer in ``module``, and all its other
+    parameters, each once and in ``module.parameters()`` order, so that an optimiser can give ``U`` its
+    own learning rate.
+
+    Why ``U`` needs one: both factors start like ``nn.Linear`` weights (kaiming-uniform, bound
+    ``1/sqrt(fan_in)``), so ``U`` (out x k, fan-in k) starts ``sqrt(in / k)`` times larger than ``V``
+    (k x in; about 7x for a 256-wide layer at k = 5). Adam moves every entry by about the learning rate
+    whatever its size, so at one rate ``U`` changes by a 7x smaller fraction per step than ``V`` and
+    ``U V`` follows ``V``'s steps, not ``U``'s."""
+    factors_u = [m.U for m in module.modules() if isinstance(m, (SineLowRankLinear, LowRankLinear))]
+    taken = {id(p) for p in factors_u}
+    return [p for p in module.parameters() if id(p) not in taken], factors_u
 
 
 def describe(name: str, summary: ConversionSummary, linear: str, rank: int, omega: float) -> str:

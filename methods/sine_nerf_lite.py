@@ -37,12 +37,18 @@ from sine_fields.methods.common import (
     drop_missing_lpips,
     lpips_only_if_available,
     factorise_mlps,
+    split_factors_u,
 )
 from sine_fields.methods.density_grid import DensityGrid
 from sine_fields.methods.precision import FieldPrecision, field_autocast, resolve_precision
 from sine_fields.methods.sine_nerf import NERF_MLPS, NeRFFieldOptions, build_nerf_field, nerf_trainer_config
 
-__all__ = ["SineNeRFLiteModel", "SineNeRFLiteModelConfig", "nerf_lite_trainer_config"]
+__all__ = ["FACTORS_U_LR_SCALE", "SineNeRFLiteModel", "SineNeRFLiteModelConfig", "nerf_lite_trainer_config"]
+
+FIELD_LR, FIELD_LR_FINAL = 5e-3, 2e-4
+FACTORS_U_LR_SCALE = 7.0
+"""The lite recipe's learning rate of the ``U`` factors, relative to the rest of the field (about
+``sqrt(256 / 5)``, the ratio of the factors' initial sizes in a 256-wide layer at rank 5)."""
 
 
 @dataclass
@@ -149,7 +155,10 @@ class SineNeRFLiteModel(Model):
             self.lpips = LearnedPerceptualImagePatchSimilarity(normalize=True)
 
     def get_param_groups(self) -> Dict[str, List[Parameter]]:
-        return {"fields": list(self.field.parameters())}
+        # the U factors of the rank-k layers get their own optimiser (a higher learning rate, see
+        # split_factors_u); a dense field has none, and nerfstudio skips a configured group it is not given
+        rest, factors_u = split_factors_u(self.field)
+        return {"fields": rest, "factors_u": factors_u} if factors_u else {"fields": rest}
 
     def get_training_callbacks(self, training_callback_attributes: TrainingCallbackAttributes) -> List[TrainingCallback]:
         def refresh_grid(step: int) -> None:
@@ -306,9 +315,11 @@ def nerf_lite_trainer_config(method_name: str = "sine-nerf-lite", linear: str = 
     config.pipeline.datamanager.eval_num_rays_per_batch = 4096
     config.pipeline.model = SineNeRFLiteModelConfig(linear=linear, eval_num_rays_per_chunk=4096)  # type: ignore[arg-type]
     config.optimizers = {
-        "fields": {
-            "optimizer": AdamOptimizerConfig(lr=5e-3, eps=1e-15),
-            "scheduler": ExponentialDecaySchedulerConfig(lr_final=2e-4, max_steps=config.max_num_iterations),
+        name: {
+            "optimizer": AdamOptimizerConfig(lr=FIELD_LR * scale, eps=1e-15),
+            "scheduler": ExponentialDecaySchedulerConfig(lr_final=FIELD_LR_FINAL * scale,
+                                                         max_steps=config.max_num_iterations),
         }
+        for name, scale in (("fields", 1.0), ("factors_u", FACTORS_U_LR_SCALE))
     }
     return config

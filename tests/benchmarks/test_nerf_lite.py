@@ -36,13 +36,31 @@ def test_cpu_shares_split_the_counters_into_busy_idle_and_stolen(lite):
     assert lite._cpu_shares(None, after) is None
 
 
+def _run(linear, seed, psnr, wall):
+    return {"linear": linear, "seed": seed, "rank": 5, "omega": 100.0 if linear == "sine" else None,
+            "results": {"psnr": psnr}, "ns_train_wall_seconds": wall}
+
+
+def test_seed_summaries_give_mean_sample_std_and_range_per_layer_kind(lite):
+    runs = [_run("sine", 42, 26.0, 500.0), _run("dense", 42, 30.0, 400.0), _run("sine", 1, 27.0, 520.0),
+            _run("sine", 2, 28.0, 510.0)]
+    (sine,) = lite.seed_summaries(runs)  # dense ran one seed: no summary
+    assert sine["seeds"] == [42, 1, 2] and sine["kind"] == "sine k = 5, omega 100"
+    assert sine["psnr_mean"] == pytest.approx(27.0) and sine["psnr_std"] == pytest.approx(1.0)  # sample std
+    assert (sine["psnr_min"], sine["psnr_max"], sine["wall_max"]) == (26.0, 28.0, 520.0)
+
+
 def test_quick_run_end_to_end(tmp_path):
     output = tmp_path / "lite.json"
-    command = [sys.executable, str(SCRIPT), "--quick", "--output", str(output)]
+    command = [sys.executable, str(SCRIPT), "--quick", "--seed", "3", "--seed", "4", "--output", str(output)]
     done = subprocess.run(command, capture_output=True, text=True, cwd=ROOT, timeout=600)
     assert done.returncode == 0, done.stderr[-2000:]
     data = json.loads(output.read_text())
-    (run,) = data["runs"]
+    first, second = data["runs"]
+    assert (first["seed"], second["seed"]) == (3, 4) and "--machine.seed 4" in second["command"]
+    assert first["results"]["psnr"] != second["results"]["psnr"]  # the seed reached ns-train
+    assert "| sine k = 5, omega 100 | 3, 4 |" in done.stdout  # the summary over the seeds
+    run = first
     assert run["linear"] == "sine" and run["iterations"] == 20
     # the dense twin is the same config with dense layers: the sine field is a small fraction of it
     assert 0.04 <= run["parameters"]["model"] / run["parameters"]["dense_twin"] <= 0.065
@@ -54,7 +72,7 @@ def test_quick_run_end_to_end(tmp_path):
     shares = run["cpu_time_shares_during_training"]
     assert shares["busy"] > 0 and sum(shares.values()) == pytest.approx(1.0, abs=0.01)
     assert run["precision"] == "auto" and isinstance(data["machine"]["bfloat16_tiles"], bool)
-    assert "| sine-nerf-lite | sine k = 5, omega 100 |" in done.stdout
+    assert "| sine-nerf-lite | sine k = 5, omega 100 | 3 |" in done.stdout
     # the same command again: the finished run is kept, not redone
     again = subprocess.run(command, capture_output=True, text=True, cwd=ROOT, timeout=120)
     assert again.returncode == 0 and "already in" in again.stdout

@@ -67,6 +67,43 @@ def test_nerf_and_nerfacto_share_one_definition_of_the_layer_options():
     assert (SineNeRFModelConfig().rank, SineNerfactoModelConfig().rank) == (5, 4)
 
 
+def test_split_factors_u_takes_each_rank_k_layers_u_and_leaves_the_rest_in_order():
+    from sine_fields.layers import LowRankLinear, SineLowRankLinear
+    from sine_fields.methods.common import split_factors_u
+
+    sine, lowrank, dense = SineLowRankLinear(8, 6, rank=2), LowRankLinear(6, 4, rank=2), torch.nn.Linear(4, 2)
+    rest, factors_u = split_factors_u(torch.nn.Sequential(sine, lowrank, dense))
+    assert [id(p) for p in factors_u] == [id(sine.U), id(lowrank.U)]
+    expected = [sine.V, sine.bias, lowrank.V, lowrank.bias, dense.weight, dense.bias]
+    assert [id(p) for p in rest] == [id(p) for p in expected]
+    assert split_factors_u(dense) == ([dense.weight, dense.bias], [])
+
+
+@pytest.mark.parametrize("linear", ["sine", "lowrank", "dense"])
+def test_lite_u_factors_learn_at_the_recipes_multiple_of_the_fields_rate_through_the_schedule(linear):
+    from nerfstudio.engine.optimizers import Optimizers
+
+    from sine_fields.methods.sine_nerf_lite import FACTORS_U_LR_SCALE
+
+    methods, _ = discover_methods()
+    config = copy.deepcopy(methods["sine-nerf-lite"])
+    config.pipeline.model.linear = linear
+    model = _build_model(config)
+    groups = model.get_param_groups()
+    trained = [p for group in groups.values() for p in group]
+    assert sorted(map(id, trained)) == sorted(id(p) for p in model.field.parameters())  # each field parameter once
+    if linear == "dense":  # nothing to split: one group, and the configured factors_u optimiser is unused
+        assert list(groups) == ["fields"]
+        return
+    assert [p.shape[1] for p in groups["factors_u"]] == [5] * 5  # the U (out x k) of the five layers
+    optimizers = Optimizers(config.optimizers, groups)
+    for step in range(3):
+        rates = {name: o.param_groups[0]["lr"] for name, o in optimizers.optimizers.items()}
+        assert rates["factors_u"] == pytest.approx(FACTORS_U_LR_SCALE * rates["fields"])
+        optimizers.scheduler_step_all(step)
+    assert rates["fields"] < 5e-3  # the schedule decays both
+
+
 def _build_model(config):
     """The model of a trainer config, on the box [-1, 1]^3."""
     return _setup_model(config.pipeline.model)
