@@ -113,7 +113,7 @@ def markdown(data: dict) -> str:
     return "\n".join(lines)
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("config", type=Path, help="config.yml of an ns-train run on a dataset with mesh.ply")
     parser.add_argument("--output", type=Path, default=ROOT / "benchmarks/results/nerf_mesh_duck.json")
@@ -126,7 +126,15 @@ def main() -> None:
                         help="rendered opacities whose crossing gives an auto level, one auto row each "
                              "(default: nerf-mesh's --auto-opacity)")
     parser.add_argument("--poisson-points", type=int, default=200_000, help="0: skip ns-export poisson")
-    args = parser.parse_args()
+    parser.add_argument("--overwrite", action="store_true", help="replace an existing --output")
+    args = parser.parse_args(argv)
+    # checked before the minutes of meshing, each as one line and exit code 2
+    if args.output.exists() and not args.overwrite:
+        print(f"error: --output {args.output} exists; pass --overwrite to replace it", file=sys.stderr)
+        return 2
+    if not args.config.is_file():
+        print(f"error: config {args.config}: no such file (the config.yml of an ns-train run)", file=sys.stderr)
+        return 2
     work = args.work or args.output.parent / "runs" / args.output.stem
     started = time.perf_counter()
     load = _load()
@@ -137,14 +145,15 @@ def main() -> None:
     from sine_fields.io import atomic_write_json
 
     data = {
-        "command": "benchmarks/nerf_mesh.py " + " ".join(sys.argv[1:]),
+        "command": "benchmarks/nerf_mesh.py " + " ".join(argv if argv is not None else sys.argv[1:]),
         "run": run, "rows": rows,
         "machine": {"cpu_count": os.cpu_count(), "platform": platform.platform(), "load_average_start": load,
                     "load_average_end": _load(), "seconds": round(time.perf_counter() - started, 1)},
     }
     atomic_write_json(args.output, data)
     print(markdown(data))
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

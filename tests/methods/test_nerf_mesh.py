@@ -453,3 +453,18 @@ def test_the_mesh_benchmark_gives_one_auto_row_per_opacity(trained_run, tmp_path
     assert default_rows[0]["auto_level"]["opacity"] == DEFAULT_AUTO_OPACITY
     table = bench.markdown({"rows": rows, "run": run})
     assert "| nerf-mesh, 32^3 | auto (opacity 0.1) = " in table and "| nerf-mesh, 32^3 | 1 |" in table
+
+
+def test_the_mesh_benchmark_keeps_an_existing_output_and_names_a_missing_config(tmp_path, capsys):
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("nerf_mesh_benchmark_cli", ROOT / "benchmarks" / "nerf_mesh.py")
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    output = tmp_path / "mesh.json"
+    output.write_text("{}")
+    assert bench.main([str(tmp_path / "config.yml"), "--output", str(output)]) == 2
+    assert output.read_text() == "{}" and "--overwrite" in capsys.readouterr().err
+    assert bench.main([str(tmp_path / "config.yml"), "--output", str(output), "--overwrite"]) == 2
+    error = capsys.readouterr().err
+    assert error.count("\n") == 1 and "config.yml: no such file" in error
