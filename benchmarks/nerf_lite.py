@@ -231,9 +231,8 @@ def main(argv: list[str] | None = None) -> int:
     extra: list[str] = []
     if args.quick:
         args.views, args.resolution = 8, 16
-        extra = ["--max-num-iterations", "20", "--steps-per-eval-all-images", "10",
-                 "--optimizers.fields.scheduler.max-steps", "20", "--optimizers.factors-u.scheduler.max-steps", "20",
-                 "--pipeline.model.grid-resolution", "16"]
+        # the learning-rate schedules follow --max-num-iterations (LiteTrainerConfig)
+        extra = ["--max-num-iterations", "20", "--steps-per-eval-all-images", "10", "--pipeline.model.grid-resolution", "16"]
     work = args.work or args.output.with_name(args.output.stem + "-runs")
     try:
         if args.data is not None and not (args.data / "transforms.json").is_file():

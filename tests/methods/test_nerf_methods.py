@@ -104,6 +104,23 @@ def test_lite_u_factors_learn_at_the_recipes_multiple_of_the_fields_rate_through
     assert rates["fields"] < 5e-3  # the schedule decays both
 
 
+@pytest.mark.parametrize("method", ["sine-nerf-lite", "lowrank-nerf-lite"])
+def test_lite_schedules_span_the_run_length_asked_on_the_command_line(method):
+    import tyro
+    from nerfstudio.configs.method_configs import AnnotatedBaseConfigUnion
+
+    def schedules(*args):
+        config = tyro.cli(AnnotatedBaseConfigUnion, args=[method, *args])
+        return {name: group["scheduler"].max_steps for name, group in config.optimizers.items()}
+
+    assert schedules() == {"fields": 2000, "factors_u": 2000}
+    assert schedules("--max-num-iterations", "3000") == {"fields": 3000, "factors_u": 3000}
+    kept = schedules("--max-num-iterations", "3000", "--schedules-follow-iterations", "False",
+                     "--optimizers.fields.scheduler.max-steps", "100")
+    assert kept == {"fields": 100, "factors_u": 2000}
+    assert schedules() == {"fields": 2000, "factors_u": 2000}  # the registered default was not changed
+
+
 def _build_model(config):
     """The model of a trainer config, on the box [-1, 1]^3."""
     return _setup_model(config.pipeline.model)
