@@ -22,9 +22,9 @@ __all__ = [
     "allow_checkpoint_globals",
     "alexnet_weights_path",
     "factorise_mlps",
-    "split_factors_u",
     "lpips_only_if_available",
     "missing_lpips",
+    "split_factors_u",
 ]
 
 Factorise = Literal["all", "hidden"]
