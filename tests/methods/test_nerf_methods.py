@@ -113,12 +113,12 @@ def test_lite_schedules_span_the_run_length_asked_on_the_command_line(method):
         config = tyro.cli(AnnotatedBaseConfigUnion, args=[method, *args])
         return {name: group["scheduler"].max_steps for name, group in config.optimizers.items()}
 
-    assert schedules() == {"fields": 2000, "factors_u": 2000}
+    assert schedules() == {"fields": 2300, "factors_u": 2300}
     assert schedules("--max-num-iterations", "3000") == {"fields": 3000, "factors_u": 3000}
     kept = schedules("--max-num-iterations", "3000", "--schedules-follow-iterations", "False",
                      "--optimizers.fields.scheduler.max-steps", "100")
-    assert kept == {"fields": 100, "factors_u": 2000}
-    assert schedules() == {"fields": 2000, "factors_u": 2000}  # the registered default was not changed
+    assert kept == {"fields": 100, "factors_u": 2300}
+    assert schedules() == {"fields": 2300, "factors_u": 2300}  # the registered default was not changed
 
 
 def _build_model(config):
