@@ -182,11 +182,24 @@ def seed_summaries(runs: list[dict]) -> list[dict]:
     return summaries
 
 
+def headline_markdown(data: dict) -> str:
+    """The README's line: per layer kind run with several seeds, the held-out PSNR over the seeds against
+    the time it took, and the parameters."""
+    rows = ["| `ns-train sine-nerf-lite`, field MLP layers | parameters (of dense) | held-out PSNR (dB), mean ± std over seeds | "
+            "lowest seed | longest run, 2 CPU cores (s) |", "|---|---|---|---|---|"]
+    for summary in seed_summaries(data["runs"]):
+        p = next(r for r in data["runs"] if r["linear"] == summary["linear"])["parameters"]
+        rows.append(f"| {summary['kind']} | {p['model']:,} ({100 * p['model'] / p['dense_twin']:.1f} %) | "
+                    f"{summary['psnr_mean']:.2f} ± {summary['psnr_std']:.2f} ({len(summary['seeds'])} seeds) | "
+                    f"{summary['psnr_min']:.2f} | {summary['wall_max']:.0f} |")
+    return "\n".join(rows)
+
+
 def markdown(data: dict) -> str:
     """One row per run (layer kind and seed): held-out PSNR (± its spread over the eval images),
     parameters against the dense twin, wall time and load; then, per layer kind run with several seeds,
     the mean ± standard deviation over the seeds."""
-    rows = ["| method | field MLP layers | seed | parameters | % of dense | held-out PSNR (dB) | SSIM | iterations | "
+    rows = ["| method | field MLP layers | seed | parameters | % of dense | held-out PSNR (dB) ± std over eval images | SSIM | iterations | "
             "PSNR gain over the last quarter (dB) | ns-train wall (s) | load before / after | CPU stolen |",
             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in data["runs"]:

@@ -48,6 +48,11 @@ def test_seed_summaries_give_mean_sample_std_and_range_per_layer_kind(lite):
     assert sine["seeds"] == [42, 1, 2] and sine["kind"] == "sine k = 5, omega 100"
     assert sine["psnr_mean"] == pytest.approx(27.0) and sine["psnr_std"] == pytest.approx(1.0)  # sample std
     assert (sine["psnr_min"], sine["psnr_max"], sine["wall_max"]) == (26.0, 28.0, 520.0)
+    for run in runs:
+        run["parameters"] = {"model": 12_916 if run["linear"] == "sine" else 241_540, "dense_twin": 241_540}
+    headline = lite.headline_markdown({"runs": runs}).splitlines()
+    assert len(headline) == 3  # header, rule, and the one layer kind run with several seeds
+    assert headline[2] == "| sine k = 5, omega 100 | 12,916 (5.3 %) | 27.00 ± 1.00 (3 seeds) | 26.00 | 520 |"
 
 
 def test_quick_run_end_to_end(tmp_path):
