@@ -43,9 +43,10 @@ __all__ = ["DEFAULT_AUTO_OPACITY", "DENSITY_FIELDS", "AutoLevel", "SceneFrame", 
 # mip-NeRF and most others call it ``field``; vanilla NeRF renders ``field_fine`` (``field_coarse``
 # only places the fine samples).
 DENSITY_FIELDS = ("field", "field_fine")
-# The rendered opacity whose crossing gives the auto level when none is asked for: on both scenes of
-# docs/radiance-fields.md (benchmarks/nerf_mesh.py) 0.1 scored better against the ground truth than 0.5,
-# the median depth, in all four settings (with and without --smooth), and better than 0.2 in three.
+# The rendered opacity whose crossing gives the auto level when none is asked for: on the unsmoothed
+# meshes of both scenes in docs/radiance-fields.md (benchmarks/nerf_mesh.py) 0.1 scored better against the
+# ground truth than 0.2 and 0.5 (0.5 is the median depth, inside the objects). With --smooth the blur spreads
+# the density ramp outwards and 0.2 did better on every smoothed run there; the docs say to pass it then.
 DEFAULT_AUTO_OPACITY = 0.1
 
 
