@@ -436,14 +436,20 @@ def test_viewer_shows_a_nerf_mesh_folder_with_error_colouring(tmp_path):
         stop_server(server)
 
 
-def test_the_mesh_benchmark_gives_one_auto_row_per_opacity(trained_run, tmp_path):
-    """benchmarks/nerf_mesh.py on a real run: an auto row per asked opacity, each recording it, then the
-    fixed levels; its table names the opacity of each auto row."""
+@pytest.fixture(scope="module")
+def bench():
+    """benchmarks/nerf_mesh.py, imported from its file (benchmarks/ is not a package)."""
     import importlib.util
 
     spec = importlib.util.spec_from_file_location("nerf_mesh_benchmark_under_test", ROOT / "benchmarks" / "nerf_mesh.py")
-    bench = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(bench)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_the_mesh_benchmark_gives_one_auto_row_per_opacity(bench, trained_run, tmp_path):
+    """benchmarks/nerf_mesh.py on a real run: an auto row per asked opacity, each recording it, then the
+    fixed levels; its table names the opacity of each auto row."""
     config, _ = trained_run
     run, rows, _ = bench.mesh_levels(config, tmp_path, [None, 1.0], 32, opacities=[0.1, 0.5])
     assert [(r["level_method"], (r["auto_level"] or {}).get("opacity")) for r in rows] == [
@@ -455,12 +461,7 @@ def test_the_mesh_benchmark_gives_one_auto_row_per_opacity(trained_run, tmp_path
     assert "| nerf-mesh, 32^3 | auto (opacity 0.1) = " in table and "| nerf-mesh, 32^3 | 1 |" in table
 
 
-def test_the_mesh_benchmark_keeps_an_existing_output_and_names_a_missing_config(tmp_path, capsys):
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location("nerf_mesh_benchmark_cli", ROOT / "benchmarks" / "nerf_mesh.py")
-    bench = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(bench)
+def test_the_mesh_benchmark_keeps_an_existing_output_and_names_a_missing_config(bench, tmp_path, capsys):
     output = tmp_path / "mesh.json"
     output.write_text("{}")
     assert bench.main([str(tmp_path / "config.yml"), "--output", str(output)]) == 2
