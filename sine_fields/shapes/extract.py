@@ -22,8 +22,8 @@ import numpy as np
 
 from sine_fields.shapes.ground_truth import BOX_HALF
 
-__all__ = ["Extraction", "check_resolution", "evaluate_dense", "extract", "extract_coarse_to_fine", "extract_dense", "grid_points",
-           "mesh_from_values"]
+__all__ = ["Extraction", "check_resolution", "evaluate", "evaluate_coarse_to_fine", "evaluate_dense", "extract",
+           "extract_coarse_to_fine", "extract_dense", "grid_points", "mesh_from_values"]
 
 FieldFn = Callable[[np.ndarray], np.ndarray]
 """``(n, 3) float32`` normalised points -> ``(n,)`` field values."""
@@ -200,16 +200,16 @@ def _query_active_corners(
         upper = np.minimum(new.max(axis=0) + _BOX_MARGIN + 1, values.shape)
 
 
-def extract_coarse_to_fine(
+def evaluate_coarse_to_fine(
     field: FieldFn, resolution: int, level: float = 0.0, initial_resolution: int = 32, chunk: int = 262144,
     progress: Progress | None = None,
-) -> Extraction:
-    """MISE-style extraction: same grid and conventions as ``extract_dense``, far fewer queries.
+) -> tuple[np.ndarray, int]:
+    """The ``(resolution + 1)^3`` grid values coarse-to-fine meshes (queried near the level crossing,
+    trilinear from coarser levels elsewhere) and the number of field queries made.
 
     ``resolution`` must be ``initial_resolution * 2^m``.
     """
     check_resolution(resolution, "coarse-to-fine", initial_resolution)
-    start = time.perf_counter()
     res = initial_resolution
     index = np.stack(np.meshgrid(*(np.arange(res + 1),) * 3, indexing="ij"), axis=-1).reshape(-1, 3)
     values = _evaluate_indices(field, index, res, chunk).reshape((res + 1,) * 3)
@@ -225,8 +225,35 @@ def extract_coarse_to_fine(
         queries += _query_active_corners(field, values, known, res, level, chunk)
         if progress is not None:
             progress(int(np.log2(res // initial_resolution)), levels)
+    return values, queries
+
+
+def extract_coarse_to_fine(
+    field: FieldFn, resolution: int, level: float = 0.0, initial_resolution: int = 32, chunk: int = 262144,
+    progress: Progress | None = None,
+) -> Extraction:
+    """MISE-style extraction: same grid and conventions as ``extract_dense``, far fewer queries.
+
+    ``resolution`` must be ``initial_resolution * 2^m``.
+    """
+    start = time.perf_counter()
+    values, queries = evaluate_coarse_to_fine(field, resolution, level, initial_resolution, chunk, progress)
     vertices, faces = mesh_from_values(values, resolution, level)
     return Extraction(vertices, faces, resolution, "coarse-to-fine", level, queries, time.perf_counter() - start)
+
+
+def evaluate(
+    field: FieldFn, resolution: int, method: Literal["dense", "coarse-to-fine"] = "coarse-to-fine", level: float = 0.0,
+    **kwargs,
+) -> tuple[np.ndarray, int]:
+    """The grid values ``extract`` would mesh with ``method``, and the field queries made: for callers that
+    change the values (fill, filter) before ``mesh_from_values``."""
+    if method == "dense":
+        values = evaluate_dense(field, resolution, **kwargs)
+        return values, values.size
+    if method == "coarse-to-fine":
+        return evaluate_coarse_to_fine(field, resolution, level, **kwargs)
+    raise ValueError(f"method must be 'dense' or 'coarse-to-fine', got {method!r}")
 
 
 def extract(

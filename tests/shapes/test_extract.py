@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import trimesh
 
-from sine_fields.shapes.extract import extract, extract_coarse_to_fine, extract_dense
+from sine_fields.shapes.extract import evaluate, extract, extract_coarse_to_fine, extract_dense, mesh_from_values
 
 
 def sphere_field(radius):
@@ -105,3 +105,19 @@ def test_coarse_to_fine_on_a_real_mesh_with_thin_parts():
     scores = {name: surface_metrics(trimesh.Trimesh(e.vertices, e.faces), truth.mesh, samples=50_000)["chamfer_l1"]
               for name, e in (("dense", dense), ("coarse-to-fine", fine))}
     assert scores["coarse-to-fine"] == pytest.approx(scores["dense"], rel=0.01)
+
+
+@pytest.mark.parametrize("method", ["dense", "coarse-to-fine"])
+def test_evaluate_gives_the_values_extract_meshes(method):
+    """``evaluate`` + ``mesh_from_values`` is ``extract``, query count included (callers fill or filter between)."""
+    field, calls = sphere_field(0.3)
+    values, queries = evaluate(field, 64, method, level=0.05, initial_resolution=16) if method == "coarse-to-fine" \
+        else evaluate(field, 64, method)
+    assert values.shape == (65, 65, 65) and queries == sum(calls)
+    calls.clear()
+    extracted = extract(field, 64, method, level=0.05, **({"initial_resolution": 16} if method == "coarse-to-fine" else {}))
+    vertices, faces = mesh_from_values(values, 64, 0.05)
+    assert np.array_equal(vertices, extracted.vertices) and np.array_equal(faces, extracted.faces)
+    assert extracted.field_queries == queries
+    with pytest.raises(ValueError, match="method"):
+        evaluate(field, 64, "sparse")
