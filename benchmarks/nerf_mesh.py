@@ -34,9 +34,9 @@ def _load() -> list[float]:
 
 
 def mesh_levels(config: Path, work: Path, levels: list[float | None], resolution: int, smooths: list[float] = (0.0,),
-                opacities: list[float] | None = None):
-    """nerf-mesh at each smoothing and level (None: auto, at each of ``opacities``, by default nerf-mesh's
-    own) on one loaded pipeline; returns (run info, rows, the dataparser's frame)."""
+                opacities: list[float] | None = None, fills: list[bool] = (True,)):
+    """nerf-mesh at each interior fill, smoothing and level (None: auto, at each of ``opacities``, by default
+    nerf-mesh's own) on one loaded pipeline; returns (run info, rows, the dataparser's frame)."""
     from sine_fields.methods.nerf_density import SceneFrame
     from sine_fields.methods.nerf_mesh import NerfMeshOptions, load_pipeline, mesh_pipeline
 
@@ -45,19 +45,21 @@ def mesh_levels(config: Path, work: Path, levels: list[float | None], resolution
     run = {"config": str(config), "method": recorded.method_name, "checkpoint": checkpoint.name,
            "dataset": str(dataset), "model_parameters": int(sum(p.numel() for p in pipeline.model.parameters()))}
     rows = []
-    opacities = list(opacities) if opacities else [NerfMeshOptions.auto_opacity]
-    settings = [(s, l, o) for s in smooths for l in levels for o in (opacities if l is None else [None])]
-    for smooth, level, opacity in settings:
-        name = (f"auto-{opacity:g}" if level is None else f"level-{level:g}") + (f"-smooth-{smooth:g}" if smooth else "")
+    opacities = list(opacities) if opacities else [None]  # None: nerf-mesh's default for the smoothing
+    settings = [(f, s, l, o) for f in fills for s in smooths for l in levels for o in (opacities if l is None else [None])]
+    for fill, smooth, level, opacity in settings:
+        options = NerfMeshOptions(resolution=resolution, level=level, smooth=smooth, fill_interior=fill,
+                                  auto_opacity=opacity)
+        name = ((f"auto-{options.opacity:g}" if level is None else f"level-{level:g}")
+                + (f"-smooth-{smooth:g}" if smooth else "") + ("" if fill else "-no-fill"))
         folder = work / name
         shutil.rmtree(folder, ignore_errors=True)
         load = _load()
         started = time.perf_counter()
-        options = NerfMeshOptions(resolution=resolution, level=level, smooth=smooth,
-                                  auto_opacity=opacity if opacity is not None else opacities[0])
         info = mesh_pipeline(pipeline, folder, options, dataset)
         rows.append({
-            "mesh": "nerf-mesh", "smooth": smooth, "level_method": info["level_method"], "level": info["level"],
+            "mesh": "nerf-mesh", "smooth": smooth, "fill_interior": fill, "interior_fill": info["interior_fill"],
+            "level_method": info["level_method"], "level": info["level"],
             "auto_level": info["auto_level"], "resolution": resolution, "method": info["method"],
             "faces": info["faces"], "field_queries": info["field_queries"],
             "seconds": round(time.perf_counter() - started, 2), "load_average": load,
@@ -99,7 +101,8 @@ def markdown(data: dict) -> str:
     lines = [header, "|---|---|---|---|---|---|---|"]
     for row in data["rows"]:
         if row["mesh"] == "nerf-mesh":
-            name = f"nerf-mesh, {row['resolution']}^3" + (f", --smooth {row['smooth']:g}" if row["smooth"] else "")
+            name = (f"nerf-mesh, {row['resolution']}^3" + (f", --smooth {row['smooth']:g}" if row["smooth"] else "")
+                    + ("" if row["fill_interior"] else ", --no-fill-interior"))
             level = (f"auto (opacity {row['auto_level']['opacity']:g}) = {row['level']:.3g}"
                      if row["level_method"] == "auto" else f"{row['level']:g}")
         else:
@@ -110,6 +113,34 @@ def markdown(data: dict) -> str:
     lines.append("")
     lines.append(f"Run: `{run['method']}` ({run['model_parameters']:,} parameters), checkpoint `{run['checkpoint']}`; "
                  f"metrics in the normalised frame (ground truth's longest side 1).")
+    return "\n".join(lines)
+
+
+def _seed_of(data: dict) -> str:
+    """The seed in the run's name (benchmarks/nerf_lite.py names runs ``{linear}-seed{seed}``), or the config path."""
+    import re
+
+    found = re.search(r"-seed(\d+)", data["run"]["config"])
+    return f"seed {found.group(1)}" if found else data["run"]["config"]
+
+
+def headline_markdown(runs: list[dict]) -> str:
+    """The README's table: per run, Chamfer-L1 and F-score at nerf-mesh's defaults (auto level, interior fill)
+    without and with smoothing; the auto level's opacity is the default for each (0.1 unsmoothed, 0.2 smoothed)."""
+    from sine_fields.methods.nerf_density import default_auto_opacity
+
+    lines = ["| `sine-nerf-lite` run | mesh resolution | `nerf-mesh` defaults: Chamfer-L1, F-score | with `--smooth 0.0156` |",
+             "|---|---|---|---|"]
+    for data in runs:
+        def pick(smooth: float) -> str:
+            for row in data["rows"]:
+                if (row["mesh"] == "nerf-mesh" and row["fill_interior"] and row["smooth"] == smooth
+                        and row["level_method"] == "auto" and row["auto_level"]["opacity"] == default_auto_opacity(smooth)):
+                    return f"{row['chamfer_l1']:.4f}, {row['fscore']:.3f}"
+            raise ValueError(f"{data['command']}: no default auto row with smooth {smooth:g}")
+
+        resolution = data["rows"][0]["resolution"]
+        lines.append(f"| {_seed_of(data)} | {resolution}^3 | {pick(0.0)} | {pick(0.0156)} |")
     return "\n".join(lines)
 
 
@@ -124,7 +155,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="nerf-mesh --smooth values to run every level with (0: none)")
     parser.add_argument("--auto-opacities", type=float, nargs="*", default=None,
                         help="rendered opacities whose crossing gives an auto level, one auto row each "
-                             "(default: nerf-mesh's --auto-opacity)")
+                             "(default: nerf-mesh's default for each smoothing)")
+    parser.add_argument("--fill-interior", choices=("on", "off"), nargs="+", default=["on"],
+                        help="run every level with nerf-mesh's interior fill on, off, or both (on off)")
     parser.add_argument("--poisson-points", type=int, default=200_000, help="0: skip ns-export poisson")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing --output")
     args = parser.parse_args(argv)
@@ -139,7 +172,7 @@ def main(argv: list[str] | None = None) -> int:
     started = time.perf_counter()
     load = _load()
     run, rows, frame = mesh_levels(args.config.resolve(), work, [None, *args.levels], args.resolution, args.smooth,
-                                   args.auto_opacities)
+                                   args.auto_opacities, [choice == "on" for choice in args.fill_interior])
     if args.poisson_points > 0:
         rows.append(poisson(args.config.resolve(), Path(run["dataset"]), frame, work, args.poisson_points))
     from sine_fields.io import atomic_write_json

@@ -36,8 +36,8 @@ import numpy as np
 import torch
 from torch import nn
 
-__all__ = ["DEFAULT_AUTO_OPACITY", "DENSITY_FIELDS", "AutoLevel", "SceneFrame", "auto_level", "box_intersections",
-           "density_field", "density_function"]
+__all__ = ["DEFAULT_AUTO_OPACITY", "DEFAULT_SMOOTHED_AUTO_OPACITY", "DENSITY_FIELDS", "AutoLevel", "SceneFrame", "auto_level",
+           "box_intersections", "default_auto_opacity", "density_field", "density_function"]
 
 # Attributes under which nerfstudio models keep the field they render, in the order tried: nerfacto,
 # mip-NeRF and most others call it ``field``; vanilla NeRF renders ``field_fine`` (``field_coarse``
@@ -45,9 +45,16 @@ __all__ = ["DEFAULT_AUTO_OPACITY", "DENSITY_FIELDS", "AutoLevel", "SceneFrame", 
 DENSITY_FIELDS = ("field", "field_fine")
 # The rendered opacity whose crossing gives the auto level when none is asked for: on the unsmoothed
 # meshes of both scenes in docs/radiance-fields.md (benchmarks/nerf_mesh.py) 0.1 scored better against the
-# ground truth than 0.2 and 0.5 (0.5 is the median depth, inside the objects). With --smooth the blur spreads
-# the density ramp outwards and 0.2 did better on every smoothed run there; the docs say to pass it then.
+# ground truth than 0.2 and 0.5 (0.5 is the median depth, inside the objects). A Gaussian filter spreads the
+# density's ramp outwards, so a low opacity is reached outside the surface: on every smoothed mesh there
+# (three Duck runs, one Spider run) 0.2 scored better than 0.1, so it is the default with --smooth.
 DEFAULT_AUTO_OPACITY = 0.1
+DEFAULT_SMOOTHED_AUTO_OPACITY = 0.2
+
+
+def default_auto_opacity(smooth: float) -> float:
+    """The auto level's opacity when none is asked for, for a density filtered with ``smooth`` (0: none)."""
+    return DEFAULT_SMOOTHED_AUTO_OPACITY if smooth > 0 else DEFAULT_AUTO_OPACITY
 
 
 def opacity_depth(opacity: float) -> float:

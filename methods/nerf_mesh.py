@@ -30,10 +30,11 @@ import torch
 
 from sine_fields.errors import UserError
 from sine_fields.io import atomic_write_json
+from sine_fields.methods.interior import fill_enclosed
 from sine_fields.methods.nerf_density import (
-    DEFAULT_AUTO_OPACITY,
     SceneFrame,
     auto_level,
+    default_auto_opacity,
     density_field,
     density_function,
 )
@@ -72,13 +73,22 @@ class NerfMeshOptions:
     rendered opacity reaches ``auto_opacity``)."""
     auto_rays: int = 4096
     """Training rays marched to choose the auto level."""
-    auto_opacity: float = DEFAULT_AUTO_OPACITY
-    """Rendered opacity whose crossing along training rays gives the auto level."""
+    auto_opacity: float | None = None
+    """Rendered opacity whose crossing along training rays gives the auto level; None: 0.1, or 0.2 when
+    ``smooth`` filters the density (``nerf_density.default_auto_opacity``)."""
     smooth: float = 0.0
     """Standard deviation of a Gaussian filter applied to the density before the level and the mesh are
     taken, as a fraction of the scene box's longest side; 0: none. Needs every grid point (dense)."""
     seed: int = 0
     """Seed of the auto level's ray draw."""
+    fill_interior: bool = True
+    """Fill empty regions that neither the outside nor a camera reaches (no ray sees them) before
+    meshing, so that marching cubes does not mesh the walls of bubbles inside an object (``interior``)."""
+
+    @property
+    def opacity(self) -> float:
+        """The auto level's opacity: ``auto_opacity``, or the default for this ``smooth``."""
+        return self.auto_opacity if self.auto_opacity is not None else default_auto_opacity(self.smooth)
 
 
 @dataclass(frozen=True)
@@ -106,6 +116,12 @@ class GridBox:
 
     def inside(self, grid_points: np.ndarray) -> np.ndarray:
         return np.all(np.abs(grid_points) <= SCENE_HALF, axis=1)
+
+    def to_index(self, model_points: np.ndarray, resolution: int) -> np.ndarray:
+        """Fractional indices into extraction's ``(resolution + 1)^3`` grid of model-frame points."""
+        from sine_fields.shapes.ground_truth import BOX_HALF
+
+        return (self.to_grid(model_points) + BOX_HALF) * resolution / (2 * BOX_HALF)
 
 
 def parse_level(text: str) -> float | None:
@@ -227,9 +243,7 @@ class SmoothedGrid:
         """Filtered density at ``(n, 3)`` model-frame points (the nearest grid value outside the grid)."""
         from scipy.ndimage import map_coordinates
 
-        from sine_fields.shapes.ground_truth import BOX_HALF
-
-        index = (self.box.to_grid(model_points) + BOX_HALF) * self.resolution / (2 * BOX_HALF)
+        index = self.box.to_index(model_points, self.resolution)
         return map_coordinates(self.values, index.T, order=1, mode="nearest").astype(np.float32)
 
 
@@ -266,7 +280,7 @@ def mesh_pipeline(
     nerfstudio pipeline has. ``progress(stage, done, total)`` is told how each stage advances.
     """
     from sine_fields.shapes.export import export_mesh
-    from sine_fields.shapes.extract import Extraction, check_resolution, extract, mesh_from_values
+    from sine_fields.shapes.extract import Extraction, check_resolution, evaluate, mesh_from_values
     from sine_fields.shapes.ground_truth import BOX_HALF
 
     try:
@@ -283,7 +297,6 @@ def mesh_pipeline(
     aabb = np.asarray(outputs.scene_box.aabb.detach().cpu(), dtype=np.float64).reshape(2, 3)
     box = GridBox(aabb[0], aabb[1])
     raw_density = density_function(field)
-    started = time.perf_counter()
 
     def grid_density(points: np.ndarray) -> np.ndarray:
         values = np.zeros(len(points), dtype=np.float32)
@@ -298,6 +311,7 @@ def mesh_pipeline(
                                  progress=None if progress is None else lambda d, t: progress("density grid", d, t))
         density = smoothed.density_at
 
+    started = time.perf_counter()  # after the smoothed grid, which the extraction's seconds count
     auto = None
     level = options.level
     if level is None:
@@ -306,20 +320,26 @@ def mesh_pipeline(
         try:
             auto = auto_level(density, outputs.cameras, aabb, step, rays=options.auto_rays, seed=options.seed,
                               progress=None if progress is None else lambda d, t: progress("auto level", d, t),
-                              opacity=options.auto_opacity)
+                              opacity=options.opacity)
         except ValueError as error:
             raise UserError(f"--level auto: {error}; pass a fixed --level") from None
         level = auto.level
     level_seconds = time.perf_counter() - started
 
+    extracted = time.perf_counter()
     if smoothed is not None:
-        extracted = time.perf_counter()
-        mesh_vertices, mesh_faces = mesh_from_values(smoothed.values, options.resolution, level)
-        result = Extraction(mesh_vertices, mesh_faces, options.resolution, "dense", level, smoothed.values.size,
-                            smoothed.seconds + time.perf_counter() - extracted)
+        values, extraction_queries, method = smoothed.values, smoothed.values.size, "dense"
     else:
-        result = extract(grid_density, options.resolution, options.method, level=level,
-                         progress=None if progress is None else lambda d, t: progress("extract", d, t))
+        values, extraction_queries = evaluate(grid_density, options.resolution, options.method, level=level,
+                                              progress=None if progress is None else lambda d, t: progress("extract", d, t))
+        method = options.method
+    fill = None
+    if options.fill_interior:
+        cameras = outputs.cameras.camera_to_worlds[:, :3, 3].detach().cpu().numpy()
+        values, fill = fill_enclosed(values, level, open_points=box.to_index(cameras, options.resolution))
+    mesh_vertices, mesh_faces = mesh_from_values(values, options.resolution, level)
+    result = Extraction(mesh_vertices, mesh_faces, options.resolution, method, level, extraction_queries,
+                        time.perf_counter() - extracted + (smoothed.seconds if smoothed is not None else 0.0))
     vertices = frame.to_dataset(box.to_model(result.vertices)) if len(result.vertices) else np.zeros((0, 3))
     output.mkdir(parents=True, exist_ok=True)
     export_mesh(vertices, result.faces, output / "mesh.ply")
@@ -333,6 +353,8 @@ def mesh_pipeline(
         "level_seconds": round(level_seconds, 3),
         "smooth": options.smooth,
         "smooth_sigma_cells": None if smoothed is None else [round(float(c), 3) for c in smoothed.sigma_cells],
+        "fill_interior": options.fill_interior,
+        "interior_fill": fill.info() if fill is not None else None,
         "model": type(model).__name__,
         "density_field": field_name,
         "field_parameters": _count(field),
@@ -365,8 +387,9 @@ def main(
     method: Method = NerfMeshOptions.method,
     level: str = "auto",
     auto_rays: int = NerfMeshOptions.auto_rays,
-    auto_opacity: float = NerfMeshOptions.auto_opacity,
+    auto_opacity: float | None = None,
     smooth: float = NerfMeshOptions.smooth,
+    fill_interior: bool = NerfMeshOptions.fill_interior,
     data: Path | None = None,
     overwrite: bool = False,
 ) -> int:
@@ -381,16 +404,18 @@ def main(
         level: density iso-level, or auto: the median density at which training rays' rendered opacity
             reaches --auto-opacity.
         auto_rays: training rays marched to choose the auto level.
-        auto_opacity: the rendered opacity whose crossing gives the auto level (0.5: the median depth;
-            the default 0.1 matched the ground truth best without --smooth on both scenes measured, 0.2
-            with --smooth).
+        auto_opacity: the rendered opacity whose crossing gives the auto level (0.5: the median depth).
+            Default: 0.1, or 0.2 with --smooth (the best on the measured scenes; the filter spreads the
+            density outwards, so a low opacity is reached outside the surface).
         smooth: Gaussian filter on the density before meshing, its standard deviation as a fraction of the
             scene box's longest side (about one pixel's footprint works; 0: none). Evaluates every grid point.
+        fill_interior: fill empty pockets that no camera can see (reached neither from outside the object nor
+            from a camera) before meshing, so bubbles inside an object are not meshed as extra walls.
         data: dataset folder, if not where the config says (the ground truth is its mesh.ply).
         overwrite: replace the mesh and JSON in a non-empty output folder.
     """
     options = NerfMeshOptions(resolution=resolution, method=method, level=parse_level(level), auto_rays=auto_rays,
-                              auto_opacity=auto_opacity, smooth=smooth)
+                              auto_opacity=auto_opacity, smooth=smooth, fill_interior=fill_interior)
     from sine_fields.shapes.extract import check_resolution
 
     try:  # before the (slow) model load
@@ -399,7 +424,7 @@ def main(
         raise UserError(f"--resolution: {error}") from None
     if auto_rays < 1:
         raise UserError(f"--auto-rays must be >= 1, got {auto_rays}")
-    if not 0.0 < auto_opacity < 1.0:
+    if auto_opacity is not None and not 0.0 < auto_opacity < 1.0:
         raise UserError(f"--auto-opacity must lie strictly between 0 and 1, got {auto_opacity}")
     if not (0.0 <= smooth < 0.5):
         raise UserError(f"--smooth must be a fraction of the scene box in [0, 0.5), got {smooth}")

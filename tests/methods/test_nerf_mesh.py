@@ -26,6 +26,7 @@ from sine_fields.errors import UserError
 from sine_fields.methods import nerf_mesh
 from sine_fields.methods.nerf_density import (
     DEFAULT_AUTO_OPACITY,
+    DEFAULT_SMOOTHED_AUTO_OPACITY,
     SceneFrame,
     auto_level,
     crossing_densities,
@@ -69,13 +70,14 @@ def _pixel_cameras(centre: np.ndarray, count: int = 8) -> Cameras:
                    width=1, height=1, camera_type=CameraType.PERSPECTIVE)
 
 
-def _pipeline(field: nn.Module | None, frame: SceneFrame, centre=np.zeros(3)):
+def _pipeline(field: nn.Module | None, frame: SceneFrame, centre=np.zeros(3), cameras: Cameras | None = None):
     model = nn.Module()
     if field is not None:
         model.field = field
+    cameras = cameras if cameras is not None else _pixel_cameras(np.asarray(centre))
     outputs = DataparserOutputs(
-        image_filenames=[Path("unused.png")] * 8,
-        cameras=_pixel_cameras(np.asarray(centre)),
+        image_filenames=[Path("unused.png")] * len(cameras),
+        cameras=cameras,
         scene_box=SceneBox(aabb=torch.tensor([[-1.0, -1.0, -1.0], [1.0, 1.0, 1.0]])),
         dataparser_transform=torch.tensor(frame.transform, dtype=torch.float32),
         dataparser_scale=frame.scale,
@@ -114,6 +116,53 @@ def test_fixed_level_gives_the_sphere_of_closed_form_radius_in_the_dataset_frame
     saved = json.loads((tmp_path / "extraction.json").read_text())
     assert saved["method"] == method and saved["resolution"] == 64 and saved["field_queries"] > 0
     assert not (tmp_path / "metrics.json").exists()  # no dataset folder, so no ground truth
+
+
+class HollowRampBall(RampBall):
+    """``RampBall`` with no density within ``core`` of the centre: a void no outside ray can reach, which
+    marching cubes meshes as a second, inner sphere of radius ``core`` unless it is filled."""
+
+    def __init__(self, radius: float, slope: float, core: float) -> None:
+        super().__init__(radius, slope)
+        self.core = core
+
+    def get_density(self, ray_samples):
+        density, _ = super().get_density(ray_samples)
+        distance = (ray_samples.frustums.get_positions() - self.centre).norm(dim=-1, keepdim=True)
+        return torch.where(distance > self.core, density, torch.zeros_like(density)), None
+
+
+@pytest.mark.parametrize("method", ["coarse-to-fine", "dense"])
+def test_interior_fill_removes_the_inner_sphere_of_a_hollow_ball(tmp_path, method):
+    radius, slope, level, core = 0.6, 50.0, 10.0, 0.2  # outer surface at 0.4; the void's wall at 0.2
+    cell = 2.2 / 64
+    radii = {}
+    for fill in (False, True):
+        folder = tmp_path / f"fill-{fill}"
+        info = mesh_pipeline(_pipeline(HollowRampBall(radius, slope, core), FRAME), folder,
+                             NerfMeshOptions(resolution=64, method=method, level=level, fill_interior=fill))
+        radii[fill] = _radii(folder / "mesh.ply", FRAME.to_dataset(np.zeros((1, 3)))[0]) * FRAME.scale
+        saved = json.loads((folder / "extraction.json").read_text())
+        assert saved["fill_interior"] is fill
+    inner = radii[False] < 0.3
+    assert 0.1 < inner.mean() < 0.5  # both spheres are meshed without the fill (vertices ~ area: 1/4 inner)
+    assert np.abs(radii[False][inner] - core).max() < cell and np.abs(radii[False][~inner] - 0.4).max() < cell / 4
+    assert np.abs(radii[True] - 0.4).max() < cell / 4  # only the outer sphere, where it was
+    assert len(radii[True]) == int((~inner).sum())
+    assert info["interior_fill"]["filled_regions"] == 1 and info["interior_fill"]["regions_kept_for_cameras"] == 0
+
+
+def test_interior_fill_keeps_a_void_that_holds_the_cameras(tmp_path):
+    """Cameras inside the void (as in an indoor capture) see its wall: it is meshed."""
+    poses = torch.eye(4)[:3].repeat(2, 1, 1)
+    poses[:, :3, 3] = torch.tensor([[0.05, 0.0, 0.0], [-0.05, 0.0, 0.0]])  # model frame, inside the 0.2 void
+    cameras = Cameras(camera_to_worlds=poses, fx=1.0, fy=1.0, cx=0.5, cy=0.5, width=1, height=1,
+                      camera_type=CameraType.PERSPECTIVE)
+    info = mesh_pipeline(_pipeline(HollowRampBall(0.6, 50.0, 0.2), IDENTITY, cameras=cameras), tmp_path,
+                         NerfMeshOptions(resolution=64, method="dense", level=10.0))
+    radii = _radii(tmp_path / "mesh.ply", np.zeros(3))
+    assert (radii < 0.3).any() and info["interior_fill"] == {"filled_regions": 0, "filled_points": 0,
+                                                             "regions_kept_for_cameras": 1}
 
 
 class NoisyRampBall(RampBall):
@@ -176,8 +225,10 @@ def test_auto_level_is_the_density_where_opacity_reaches_one_half(tmp_path):
     assert abs(radii.mean() - (radius - depth)) <= auto["step"] + 1e-3
 
 
-def test_the_default_auto_opacity_is_the_measured_one():
-    assert NerfMeshOptions().auto_opacity == DEFAULT_AUTO_OPACITY == 0.1
+def test_the_default_auto_opacity_is_the_measured_one_for_each_smoothing():
+    assert NerfMeshOptions().opacity == DEFAULT_AUTO_OPACITY == 0.1
+    assert NerfMeshOptions(smooth=0.01).opacity == DEFAULT_SMOOTHED_AUTO_OPACITY == 0.2
+    assert NerfMeshOptions(smooth=0.01, auto_opacity=0.3).opacity == NerfMeshOptions(auto_opacity=0.3).opacity == 0.3
 
 
 @pytest.mark.parametrize("opacity", [0.1, 0.3, 0.9])
@@ -455,10 +506,21 @@ def test_the_mesh_benchmark_gives_one_auto_row_per_opacity(bench, trained_run, t
     assert [(r["level_method"], (r["auto_level"] or {}).get("opacity")) for r in rows] == [
         ("auto", 0.1), ("auto", 0.5), ("fixed", None)]
     assert rows[2]["level"] == 1.0 and all(r["level"] > 0 for r in rows)
-    _, default_rows, _ = bench.mesh_levels(config, tmp_path / "default", [None], 32)
-    assert default_rows[0]["auto_level"]["opacity"] == DEFAULT_AUTO_OPACITY
+    _, default_rows, _ = bench.mesh_levels(config, tmp_path / "default", [None], 32, smooths=[0.0, 0.02])
+    assert [r["auto_level"]["opacity"] for r in default_rows] == [DEFAULT_AUTO_OPACITY, DEFAULT_SMOOTHED_AUTO_OPACITY]
     table = bench.markdown({"rows": rows, "run": run})
     assert "| nerf-mesh, 32^3 | auto (opacity 0.1) = " in table and "| nerf-mesh, 32^3 | 1 |" in table
+    assert all(r["fill_interior"] for r in rows)
+
+
+def test_the_mesh_benchmark_runs_every_level_with_and_without_the_interior_fill(bench, trained_run, tmp_path):
+    config, _ = trained_run
+    run, rows, _ = bench.mesh_levels(config, tmp_path, [None, 1.0], 32, fills=[True, False])
+    assert [(r["fill_interior"], r["level_method"]) for r in rows] == [
+        (True, "auto"), (True, "fixed"), (False, "auto"), (False, "fixed")]
+    assert rows[0]["interior_fill"] is not None and rows[2]["interior_fill"] is None
+    table = bench.markdown({"rows": rows, "run": run}).splitlines()
+    assert [line.startswith("| nerf-mesh, 32^3, --no-fill-interior |") for line in table[2:6]] == [False, False, True, True]
 
 
 def test_the_mesh_benchmark_keeps_an_existing_output_and_names_a_missing_config(bench, tmp_path, capsys):
