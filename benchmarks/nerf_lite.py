@@ -82,15 +82,6 @@ def eval_curve(run_dir: Path) -> list[list[float]]:
     return [[int(e.step), float(e.value)] for e in accumulator.Scalars(PSNR_TAG)]
 
 
-def last_quarter_gain(curve: list[list[float]], iterations: int) -> float | None:
-    """Final PSNR minus the PSNR logged closest to three quarters of the run (None: too few points)."""
-    if len(curve) < 2:
-        return None
-    final_step, final = curve[-1]
-    three_quarters = min(curve[:-1], key=lambda point: abs(point[0] - 0.75 * iterations))
-    return final - three_quarters[1]
-
-
 def field_parameters(config) -> dict[str, int]:
     """The parameters of the model a run's config (``TrainerConfig``) builds, and those of its dense twin
     (the same config, ``linear dense``)."""
@@ -136,6 +127,7 @@ def train_and_evaluate(data: Path, linear: str, seed: int, work: Path, extra: li
                    check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     evaluation = json.loads(eval_json.read_text())
     import yaml
+    from experiments.common import last_quarter_gain
 
     config = yaml.load(config_path.read_text(), Loader=yaml.Loader)  # the run's config, as ns-train saved it
     iterations = int(config.max_num_iterations)

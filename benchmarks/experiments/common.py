@@ -10,7 +10,7 @@ from typing import Any, NoReturn, Sequence
 
 from sine_fields.io import atomic_write_json, atomic_write_text
 
-__all__ = ["OneLineParser", "mean_std", "markdown_table", "parse_floats", "parse_ints", "write_json_atomic", "write_text_atomic"]
+__all__ = ["OneLineParser", "last_quarter_gain", "mean_std", "markdown_table", "parse_floats", "parse_ints", "write_json_atomic", "write_text_atomic"]
 
 
 class OneLineParser(argparse.ArgumentParser):
@@ -56,6 +56,16 @@ def mean_std(values: Sequence[float]) -> tuple[float, float]:
     if n == 1:
         return mean, 0.0
     return mean, math.sqrt(sum((v - mean) ** 2 for v in values) / (n - 1))
+
+
+def last_quarter_gain(curve: Sequence[Sequence[float]], iterations: int) -> float | None:
+    """``[[step, score], ...]`` ending at the final step -> the final score minus the one logged closest to
+    three quarters of the run (None: too few points). A training benchmark reports it to show convergence."""
+    if len(curve) < 2:
+        return None
+    final = curve[-1][1]
+    three_quarters = min(curve[:-1], key=lambda point: abs(point[0] - 0.75 * iterations))
+    return final - three_quarters[1]
 
 
 def markdown_table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:

@@ -1,4 +1,4 @@
-"""benchmarks/nerf_lite.py: the convergence gain, the table, and a --quick run of the real ns-train and
+"""benchmarks/nerf_lite.py: the CPU shares, the seed summaries and tables, and a --quick run of the real ns-train and
 ns-eval commands end to end (16 px Duck, 20 iterations)."""
 
 import importlib.util
@@ -20,12 +20,6 @@ def lite():
     sys.modules[spec.name] = module
     spec.loader.exec_module(module)
     return module
-
-
-def test_last_quarter_gain_reads_the_point_nearest_three_quarters(lite):
-    curve = [[100, 15.0], [200, 18.0], [300, 20.0], [400, 21.0]]
-    assert lite.last_quarter_gain(curve, 400) == pytest.approx(1.0)  # 21 - PSNR at step 300
-    assert lite.last_quarter_gain([[400, 21.0]], 400) is None
 
 
 def test_cpu_shares_split_the_counters_into_busy_idle_and_stolen(lite):
