@@ -1,18 +1,22 @@
 """sine-nerfacto against its dense twin (the same config with ``linear dense``) at equal iterations.
 
-    .venv/bin/python benchmarks/nerf_nerfacto.py --scene duck --scene spider --iterations 300 \
-        --output benchmarks/results/nerf-nerfacto.json
+    .venv/bin/python benchmarks/nerf_nerfacto.py --scene duck --iterations 300 --seed 0 --seed 1 --seed 2 \
+        --output benchmarks/results/nerf-nerfacto-duck.json
 
 Stock ``nerfacto`` cannot be the baseline offline (it downloads LPIPS weights at start-up), so the dense
 twin is ``sine-nerfacto`` with ``--pipeline.model.linear dense``: everything else (hash grid, proposal
 networks, sampler, optimisers, schedule, rays) is identical. Reports held-out PSNR, the exact parameters of
 the hash grids, of the field MLPs that get factorised and of everything else, and seconds per iteration with
-the load average (a shared CPU makes timings follow the load, not the layers).
+the load average (a shared CPU makes timings follow the load, not the layers). ``--seed`` repeats for several
+runs per layer kind; each run stores its held-out PSNR at every quarter of its iterations and the gain over
+the last quarter, and the table adds the mean and spread over the seeds. A finished run is kept: rerunning the
+same command (without ``--overwrite``) trains only the runs its output does not hold yet.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import platform
 import sys
@@ -64,7 +68,7 @@ def count_only(scene: Path, linear: str) -> dict:
 
 
 def train(scene: Path, linear: str, iterations: int, rays: int, seed: int, output: Path) -> dict:
-    from sine_fields.methods.common import drop_missing_lpips, lpips_only_if_available
+    from sine_fields.methods.common import lpips_only_if_available
     from sine_fields.methods.sine_nerfacto import nerfacto_trainer_config
 
     config = nerfacto_trainer_config()
@@ -91,43 +95,111 @@ def train(scene: Path, linear: str, iterations: int, rays: int, seed: int, outpu
         trainer.setup()
     model = trainer.pipeline.model
     load_start = os.getloadavg()
+    quarter = max(1, iterations // 4)
+    curve: list[list[float]] = []
+    evaluating = 0.0
     started = time.perf_counter()
     for step in range(iterations):
         trainer.train_iteration(step)
-    train_seconds = time.perf_counter() - started
+        if (step + 1) % quarter == 0 and step + 1 < iterations:
+            before = time.perf_counter()
+            curve.append([step + 1, held_out_metrics(trainer, model)["psnr"]])
+            evaluating += time.perf_counter() - before
+    train_seconds = time.perf_counter() - started - evaluating
     load_end = os.getloadavg()
-    trainer.pipeline.eval()
-    metrics = drop_missing_lpips(model, trainer.pipeline.get_average_eval_image_metrics())
+    metrics = held_out_metrics(trainer, model)
+    curve.append([iterations, metrics["psnr"]])
+    from experiments.common import last_quarter_gain
+
     return {
         "scene": scene.name,
         "linear": linear,
+        "seed": seed,
         "rank": model.config.rank if linear != "dense" else None,
         "omega": model.config.omega if linear == "sine" else None,
         "iterations": iterations,
         "rays": rays,
         "parameters": parameter_split(model),
-        "psnr": float(metrics["psnr"]),
-        "ssim": float(metrics.get("ssim", float("nan"))),
+        "psnr": metrics["psnr"],
+        "ssim": metrics["ssim"],
+        "psnr_curve": curve,
+        "last_quarter_gain_db": last_quarter_gain(curve, iterations),
         "seconds_per_iteration": train_seconds / iterations,
         "load_average_start": list(load_start),
         "load_average_end": list(load_end),
     }
 
 
-def markdown(data: dict) -> str:
-    """One row per scene and layer kind."""
-    rows = ["| scene | field MLP layers | held-out PSNR (dB) | SSIM | hash-grid parameters | field-MLP parameters | other | total | s / iteration | load average (start / end, 1 min) |",
-            "|---|---|---|---|---|---|---|---|---|---|"]
-    for r in data["runs"]:
-        p = r["parameters"]
-        if r["iterations"] == 0:  # --count-only: the split alone
-            kind = "dense" if r["linear"] == "dense" else f"{r['linear']} k={r['rank']}"
-            rows.append(f"| {r['scene']} | {kind} | - | - | {p['hash_grids']:,} | {p['field_mlps']:,} | {p['other']:,} | {p['total']:,} | - | - |")
+def held_out_metrics(trainer, model) -> dict[str, float]:
+    """PSNR and SSIM averaged over the held-out images, the pipeline put back in training mode after."""
+    from sine_fields.methods.common import drop_missing_lpips
+
+    trainer.pipeline.eval()
+    try:
+        metrics = drop_missing_lpips(model, trainer.pipeline.get_average_eval_image_metrics())
+    finally:
+        trainer.pipeline.train()
+    return {"psnr": float(metrics["psnr"]), "ssim": float(metrics.get("ssim", float("nan")))}
+
+
+def _kind(run: dict) -> str:
+    return "dense" if run["linear"] == "dense" else f"{run['linear']} k={run['rank']}" + (
+        f", omega {run['omega']:g}" if run["omega"] else "")
+
+
+def seed_summaries(runs: list[dict]) -> list[dict]:
+    """Per scene and layer kind trained with two seeds or more: the final held-out PSNR's mean and sample
+    standard deviation, its range, and the mean last-quarter gain."""
+    from experiments.common import mean_std
+
+    summaries = []
+    trained = [r for r in runs if r["iterations"] > 0]
+    for scene, linear in dict.fromkeys((r["scene"], r["linear"]) for r in trained):
+        group = [r for r in trained if r["scene"] == scene and r["linear"] == linear]
+        if len(group) < 2:
             continue
-        kind = "dense" if r["linear"] == "dense" else f"{r['linear']} k={r['rank']}" + (f", omega {r['omega']:g}" if r["omega"] else "")
-        rows.append(f"| {r['scene']} | {kind} | {r['psnr']:.2f} | {r['ssim']:.3f} | {p['hash_grids']:,} | {p['field_mlps']:,} | {p['other']:,} | {p['total']:,} | "
-                    f"{r['seconds_per_iteration']:.2f} | {r['load_average_start'][0]:.1f} / {r['load_average_end'][0]:.1f} |")
+        psnrs = [r["psnr"] for r in group]
+        mean, std = mean_std(psnrs)
+        gains = [r["last_quarter_gain_db"] for r in group if r.get("last_quarter_gain_db") is not None]
+        summaries.append({"scene": scene, "linear": linear, "kind": _kind(group[0]), "seeds": [r["seed"] for r in group],
+                          "psnr_mean": mean, "psnr_std": std, "psnr_min": min(psnrs), "psnr_max": max(psnrs),
+                          "last_quarter_gain_mean": mean_std(gains)[0] if gains else None})
+    return summaries
+
+
+def markdown(data: dict) -> str:
+    """One row per scene, layer kind and seed; then, per scene and layer kind with several seeds, the mean ±
+    standard deviation over the seeds. A ``--count-only`` report: the parameter split alone."""
+    if all(r["iterations"] == 0 for r in data["runs"]):  # --count-only: the split alone
+        rows = ["| scene | field MLP layers | hash-grid parameters | field-MLP parameters | other | total |",
+                "|---|---|---|---|---|---|"]
+        for r in data["runs"]:
+            p = r["parameters"]
+            kind = "dense" if r["linear"] == "dense" else f"{r['linear']} k={r['rank']}"
+            rows.append(f"| {r['scene']} | {kind} | {p['hash_grids']:,} | {p['field_mlps']:,} | {p['other']:,} | {p['total']:,} |")
+        return "\n".join(rows)
+    # The parameter split is the same for every seed: the --count-only table shows it.
+    rows = ["| scene | field MLP layers | seed | held-out PSNR (dB) | SSIM | PSNR gain over the last quarter (dB) | "
+            "parameters | s / iteration | load average (start / end, 1 min) |", "|---|---|---|---|---|---|---|---|---|"]
+    for r in data["runs"]:
+        gain = "-" if r.get("last_quarter_gain_db") is None else f"{r['last_quarter_gain_db']:+.2f}"
+        rows.append(f"| {r['scene']} | {_kind(r)} | {r['seed']} | {r['psnr']:.2f} | {r['ssim']:.3f} | {gain} | "
+                    f"{r['parameters']['total']:,} | {r['seconds_per_iteration']:.2f} | "
+                    f"{r['load_average_start'][0]:.1f} / {r['load_average_end'][0]:.1f} |")
+    summaries = seed_summaries(data["runs"])
+    if summaries:
+        rows += ["", "| scene | field MLP layers | seeds | held-out PSNR over the seeds (dB): mean ± std | lowest | highest | "
+                 "mean last-quarter gain (dB) |", "|---|---|---|---|---|---|---|"]
+        rows += [f"| {m['scene']} | {m['kind']} | {', '.join(map(str, m['seeds']))} | {m['psnr_mean']:.2f} ± {m['psnr_std']:.2f} | "
+                 f"{m['psnr_min']:.2f} | {m['psnr_max']:.2f} | "
+                 + ("-" if m["last_quarter_gain_mean"] is None else f"{m['last_quarter_gain_mean']:+.2f}") + " |"
+                 for m in summaries]
     return "\n".join(rows)
+
+
+def markdown_merged(reports: list[dict]) -> str:
+    """``markdown`` of several reports' runs as one table (one report per scene, run side by side)."""
+    return markdown({"runs": [run for report in reports for run in report["runs"]]})
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -137,37 +209,52 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--resolution", type=int, default=64)
     parser.add_argument("--iterations", type=int, default=300)
     parser.add_argument("--rays", type=int, default=1024)
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seed", type=int, action="append",
+                        help="machine seed of a run (repeat for several runs per layer kind; default: 0)")
     parser.add_argument("--output", type=Path, required=True)
     parser.add_argument("--overwrite", action="store_true")
     parser.add_argument("--count-only", action="store_true", help="build both models and count their parameters; no training")
     args = parser.parse_args(argv)
+    seeds = args.seed or [0]
+    report = {"command": " ".join(["benchmarks/nerf_nerfacto.py", *(argv if argv is not None else sys.argv[1:])]),
+              "views": args.views, "resolution": args.resolution, "iterations": 0 if args.count_only else args.iterations,
+              "rays": args.rays,
+              "machine": {"platform": platform.platform(), "torch": torch.__version__, "threads": torch.get_num_threads(), "cpu_count": os.cpu_count()},
+              "runs": []}
     try:
-        if args.output.exists() and not args.overwrite:
-            raise BenchmarkError(f"--output {args.output} exists; pass --overwrite to replace it")
         if args.iterations < 1 or args.rays < 1:
             raise BenchmarkError("--iterations and --rays must be >= 1")
+        if args.output.exists() and not args.overwrite:
+            previous = json.loads(args.output.read_text())
+            settings = ("views", "resolution", "iterations", "rays")
+            if any(previous.get(k) != report[k] for k in settings):
+                raise BenchmarkError(f"--output {args.output} holds runs of other settings "
+                                     f"({', '.join(settings)}); pass --overwrite to replace it")
+            report["runs"] = previous["runs"]
     except BenchmarkError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     from sine_fields.data.scenes import RenderOptions, render_scene
 
-    report = {"command": " ".join(["benchmarks/nerf_nerfacto.py", *(argv if argv is not None else sys.argv[1:])]),
-              "machine": {"platform": platform.platform(), "torch": torch.__version__, "threads": torch.get_num_threads(), "cpu_count": os.cpu_count()},
-              "runs": []}
     with tempfile.TemporaryDirectory() as tmp:
         for source in args.scene:
             folder = Path(source)
-            if not folder.is_dir():
+            rendered = not folder.is_dir()
+            if rendered:
                 folder = Path(tmp) / source
-                render_scene(source, folder, RenderOptions(views=args.views, resolution=args.resolution))
-            for linear in ("sine", "dense"):
-                if args.count_only:
-                    report["runs"].append(count_only(folder, linear))
-                else:
-                    print(f"{folder.name}: {linear}, {args.iterations} iterations", flush=True)
-                    report["runs"].append(train(folder, linear, args.iterations, args.rays, args.seed, Path(tmp) / "outputs"))
-                atomic_write_json(args.output, report)
+            for seed in [None] if args.count_only else seeds:
+                for linear in ("sine", "dense"):
+                    if any(r["scene"] == folder.name and r["linear"] == linear and r.get("seed") == seed for r in report["runs"]):
+                        print(f"{folder.name}: {linear}, seed {seed}: already in {args.output}", flush=True)
+                        continue
+                    if rendered and not (folder / "transforms.json").exists():
+                        render_scene(source, folder, RenderOptions(views=args.views, resolution=args.resolution))
+                    if args.count_only:
+                        report["runs"].append(count_only(folder, linear) | {"seed": None})
+                    else:
+                        print(f"{folder.name}: {linear}, seed {seed}, {args.iterations} iterations", flush=True)
+                        report["runs"].append(train(folder, linear, args.iterations, args.rays, seed, Path(tmp) / "outputs"))
+                    atomic_write_json(args.output, report)
     print(markdown(report))
     return 0
 

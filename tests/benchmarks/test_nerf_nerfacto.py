@@ -51,3 +51,38 @@ def test_parameter_split_closed_form():
     assert dense["hash_grids"] == sine["hash_grids"] and dense["other"] == sine["other"]
     # the claim the docs make: the grids hold nearly everything, so factorising the MLPs cannot matter
     assert dense["field_mlps"] < 0.001 * dense["total"]
+
+
+def test_short_runs_per_seed_store_their_curve_and_a_rerun_keeps_them(tmp_path, capsys):
+    """Two seeds of a few iterations on a 16 px Duck: a held-out PSNR at every quarter, the last-quarter gain
+    read from it, different seeds giving different runs, the summary per layer kind; the same command again
+    trains nothing, and other settings without --overwrite are one line and exit code 2."""
+    import json
+
+    from sine_fields.data.scenes import RenderOptions, render_scene
+
+    bench = load_benchmark()
+    scene = tmp_path / "duck16"
+    render_scene("duck", scene, RenderOptions(views=8, resolution=16))
+    output = tmp_path / "nerfacto.json"
+    argv = ["--scene", str(scene), "--views", "8", "--resolution", "16", "--iterations", "8", "--rays", "64",
+            "--seed", "0", "--seed", "1", "--output", str(output)]
+    assert bench.main(argv) == 0
+    runs = json.loads(output.read_text())["runs"]
+    assert [(r["linear"], r["seed"]) for r in runs] == [("sine", 0), ("dense", 0), ("sine", 1), ("dense", 1)]
+    for run in runs:
+        assert [step for step, _ in run["psnr_curve"]] == [2, 4, 6, 8]
+        assert run["psnr_curve"][-1][1] == run["psnr"]
+        assert run["last_quarter_gain_db"] == pytest.approx(run["psnr"] - run["psnr_curve"][2][1])
+    assert runs[0]["psnr"] != runs[2]["psnr"]  # the seed reached the run
+    summaries = bench.seed_summaries(runs)
+    assert [(m["linear"], m["seeds"]) for m in summaries] == [("sine", [0, 1]), ("dense", [0, 1])]
+    table = bench.markdown({"runs": runs})
+    assert "| duck16 | dense | 0, 1 |" in table
+    capsys.readouterr()
+    assert bench.main(argv) == 0
+    assert json.loads(output.read_text())["runs"] == runs
+    assert capsys.readouterr().out.count("already in") == 4
+    assert bench.main([*argv[:-2], "--iterations", "9", "--output", str(output)]) == 2
+    error = capsys.readouterr().err
+    assert error.count("\n") == 1 and "other settings" in error
