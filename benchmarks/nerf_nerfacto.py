@@ -255,6 +255,8 @@ def main(argv: list[str] | None = None) -> int:
                         print(f"{folder.name}: {linear}, seed {seed}, {args.iterations} iterations", flush=True)
                         report["runs"].append(train(folder, linear, args.iterations, args.rays, seed, Path(tmp) / "outputs"))
                     atomic_write_json(args.output, report)
+    # written again when nothing was trained, so the file names the command that completed it
+    atomic_write_json(args.output, report)
     print(markdown(report))
     return 0
 

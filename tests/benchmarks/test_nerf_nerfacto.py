@@ -83,6 +83,10 @@ def test_short_runs_per_seed_store_their_curve_and_a_rerun_keeps_them(tmp_path, 
     assert bench.main(argv) == 0
     assert json.loads(output.read_text())["runs"] == runs
     assert capsys.readouterr().out.count("already in") == 4
+    one_seed = [*argv[:-6], "--seed", "0", "--output", str(output)]  # trains nothing, and the file names this command
+    assert bench.main(one_seed) == 0
+    rerun = json.loads(output.read_text())
+    assert rerun["runs"] == runs and "--seed 1" not in rerun["command"]
     assert bench.main([*argv[:-2], "--iterations", "9", "--output", str(output)]) == 2
     error = capsys.readouterr().err
     assert error.count("\n") == 1 and "other settings" in error
