@@ -96,10 +96,7 @@ def extract_dense(field: FieldFn, resolution: int, level: float = 0.0, chunk: in
     ``field`` must be larger inside than outside (occupancy logits; pass ``-sdf`` for distances),
     and ``level`` is in the same units.
     """
-    start = time.perf_counter()
-    values = evaluate_dense(field, resolution, chunk, progress)
-    vertices, faces = mesh_from_values(values, resolution, level)
-    return Extraction(vertices, faces, resolution, "dense", level, values.size, time.perf_counter() - start)
+    return extract(field, resolution, "dense", level, chunk=chunk, progress=progress)
 
 
 def check_resolution(resolution: int, method: str, initial_resolution: int = 32) -> None:
@@ -236,10 +233,8 @@ def extract_coarse_to_fine(
 
     ``resolution`` must be ``initial_resolution * 2^m``.
     """
-    start = time.perf_counter()
-    values, queries = evaluate_coarse_to_fine(field, resolution, level, initial_resolution, chunk, progress)
-    vertices, faces = mesh_from_values(values, resolution, level)
-    return Extraction(vertices, faces, resolution, "coarse-to-fine", level, queries, time.perf_counter() - start)
+    return extract(field, resolution, "coarse-to-fine", level, initial_resolution=initial_resolution, chunk=chunk,
+                   progress=progress)
 
 
 def evaluate(
@@ -259,9 +254,8 @@ def evaluate(
 def extract(
     field: FieldFn, resolution: int, method: Literal["dense", "coarse-to-fine"] = "coarse-to-fine", level: float = 0.0, **kwargs
 ) -> Extraction:
-    """Dispatch on ``method``; see ``extract_dense`` and ``extract_coarse_to_fine``."""
-    if method == "dense":
-        return extract_dense(field, resolution, level, **kwargs)
-    if method == "coarse-to-fine":
-        return extract_coarse_to_fine(field, resolution, level, **kwargs)
-    raise ValueError(f"method must be 'dense' or 'coarse-to-fine', got {method!r}")
+    """``evaluate`` with ``method`` (see ``extract_dense`` and ``extract_coarse_to_fine``), then marching cubes."""
+    start = time.perf_counter()
+    values, queries = evaluate(field, resolution, method, level, **kwargs)
+    vertices, faces = mesh_from_values(values, resolution, level)
+    return Extraction(vertices, faces, resolution, method, level, queries, time.perf_counter() - start)
