@@ -159,7 +159,7 @@ def _kind(run: dict) -> str:
 def seed_summaries(runs: list[dict]) -> list[dict]:
     """Per layer kind run with two seeds or more: the final held-out PSNR's mean, sample standard
     deviation, range and the seeds, and the longest wall time (what a user must allow for)."""
-    import statistics
+    from experiments.common import mean_std
 
     summaries = []
     for linear in dict.fromkeys(r["linear"] for r in runs):
@@ -167,8 +167,9 @@ def seed_summaries(runs: list[dict]) -> list[dict]:
         if len(group) < 2:
             continue
         psnrs = [r["results"]["psnr"] for r in group]
+        mean, std = mean_std(psnrs)
         summaries.append({"linear": linear, "kind": _kind(group[0]), "seeds": [r["seed"] for r in group],
-                          "psnr_mean": statistics.mean(psnrs), "psnr_std": statistics.stdev(psnrs),
+                          "psnr_mean": mean, "psnr_std": std,
                           "psnr_min": min(psnrs), "psnr_max": max(psnrs),
                           "wall_max": max(r["ns_train_wall_seconds"] for r in group)})
     return summaries
