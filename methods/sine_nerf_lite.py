@@ -215,10 +215,28 @@ class SineNeRFLiteModel(Model):
             (empty, self.sampler_candidates(ray_bundle[empty], num_samples=self.config.empty_ray_samples)),
         ]
 
+    def density_in_box(self, ray_samples: RaySamples, density: torch.Tensor) -> torch.Tensor:
+        """``density`` where a sample lies in the scene box, 0 outside it.
+
+        A ray that misses the box gets ``far = near + 1e-6`` from ``AABBBoxCollider``, with ``near`` the
+        last of its per-axis entry distances: hundreds of units away for a ray almost parallel to a face.
+        Its samples read the field far outside anything it was trained on, and there float32 rounds
+        ``far - near`` into negative deltas; a large density times a negative delta made the transmittance
+        overflow and the backward pass NaN (plain low-rank, Duck, seed 1, step 2,140). Nothing outside the
+        box is part of the scene, so such samples are empty; a ray inside the box is unchanged."""
+        aabb = self.scene_box.aabb.to(density.device)
+        slack = 1e-5 * (aabb[1] - aabb[0])  # samples on a face, rounded outward, still count as inside
+        positions = ray_samples.frustums.get_positions()
+        inside = ((positions >= aabb[0] - slack) & (positions <= aabb[1] + slack)).all(dim=-1, keepdim=True)
+        return torch.where(inside, density, torch.zeros_like(density))
+
     def render(self, ray_samples: RaySamples) -> Dict[str, torch.Tensor]:
         """Colour, opacity and depth of the rays of ``ray_samples`` (one group of ``sample``)."""
         field_outputs = self.evaluate_field(ray_samples)
-        weights = ray_samples.get_weights(field_outputs[FieldHeadNames.DENSITY])
+        density = self.density_in_box(ray_samples, field_outputs[FieldHeadNames.DENSITY])
+        # a sample's length cannot be negative; rounding far from the origin can make it so (see density_in_box)
+        ray_samples.deltas = ray_samples.deltas.clamp_min(0.0)
+        weights = ray_samples.get_weights(density)
         return {
             "rgb": self.renderer_rgb(rgb=field_outputs[FieldHeadNames.RGB], weights=weights),
             "accumulation": self.renderer_accumulation(weights),

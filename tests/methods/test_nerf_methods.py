@@ -321,6 +321,60 @@ def _rays(origins):
     )
 
 
+def _samples_along(origin, bins):
+    """Samples of one ray from ``origin`` along -x, between consecutive ``bins`` (which may go backwards)."""
+    bins = torch.tensor(bins)[None, :, None]
+    return _rays([origin]).get_ray_samples(bin_starts=bins[:, :-1], bin_ends=bins[:, 1:])
+
+
+def _lite_model_with_density(monkeypatch, density_of_position):
+    """A lite model whose field is replaced by a closed form: ``scale * density_of_position(p)``, grey."""
+    from nerfstudio.field_components.field_heads import FieldHeadNames
+
+    model = _ball_model()
+    scale = torch.nn.Parameter(torch.tensor(1.0))
+
+    def evaluate_field(ray_samples):
+        positions = ray_samples.frustums.get_positions()
+        return {FieldHeadNames.DENSITY: scale * density_of_position(positions),
+                FieldHeadNames.RGB: torch.full_like(positions, 0.5)}
+
+    monkeypatch.setattr(model, "evaluate_field", evaluate_field)
+    return model, scale
+
+
+def test_lite_samples_outside_the_scene_box_are_empty_even_with_negative_lengths(monkeypatch):
+    """A ray that misses the box [-1, 1]^3 (here y = -2) is sampled where the collider puts it, hundreds of
+    units away, where float32 rounds the samples' lengths below 0. A density that grows as |p|^4 there
+    (8.5e10 at 540) times a negative length overflowed the transmittance and made the backward pass NaN;
+    outside the box the scene is empty: no opacity, the background's colour, finite gradients."""
+    model, scale = _lite_model_with_density(monkeypatch, lambda p: p.norm(dim=-1, keepdim=True) ** 4)
+    model.train()
+    t = 540.0
+    samples = _samples_along([4.0, -2.0, 0.0], [t, t + 0.05, t + 0.05 - 6.1e-5, t + 0.1])
+    assert (samples.deltas < 0).any()  # the case rounding makes
+    outputs = model.render(samples)
+    assert outputs["accumulation"].item() == 0.0
+    assert torch.equal(outputs["rgb"], torch.ones(1, 3))  # the white background
+    (outputs["rgb"].sum() + outputs["accumulation"].sum()).backward()
+    assert torch.isfinite(scale.grad) and scale.grad.item() == 0.0
+
+
+def test_lite_rendering_inside_the_box_is_the_closed_form_quadrature(monkeypatch):
+    """Density x^2 along the x axis from x = 1 to -1 in 8 equal steps: opacity 1 - exp(-sum(x_i^2 * 0.25))
+    over the steps' midpoints x_i (0.65625, against the integral's 2/3); the box test leaves it untouched."""
+    model, _ = _lite_model_with_density(monkeypatch, lambda p: p[..., :1] ** 2)
+    model.eval()
+    samples = _samples_along([4.0, 0.0, 0.0], torch.linspace(3.0, 5.0, 9).tolist())
+    with torch.no_grad():
+        outputs = model.render(samples)
+    midpoints = torch.linspace(0.875, -0.875, 8)
+    expected = 1.0 - torch.exp(-(midpoints**2 * 0.25).sum())
+    assert torch.allclose(outputs["accumulation"], expected.reshape(1, 1), atol=1e-6)
+    # grey (0.5) over the opacity, white behind the rest
+    assert torch.allclose(outputs["rgb"], (0.5 * expected + (1.0 - expected)).expand(1, 3), atol=1e-6)
+
+
 def test_lite_rays_through_matter_get_full_samples_and_empty_rays_few():
     model = _ball_model()
     model.eval()
