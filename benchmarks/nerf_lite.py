@@ -151,27 +151,15 @@ def train_and_evaluate(data: Path, linear: str, seed: int, work: Path, extra: li
     }
 
 
-def _kind(run: dict) -> str:
-    return "dense" if run["linear"] == "dense" else f"{run['linear']} k = {run['rank']}" + (
-        f", omega {run['omega']:g}" if run["omega"] else "")
-
-
 def seed_summaries(runs: list[dict]) -> list[dict]:
     """Per layer kind run with two seeds or more: the final held-out PSNR's mean, sample standard
     deviation, range and the seeds, and the longest wall time (what a user must allow for)."""
-    from experiments.common import mean_std
+    from experiments.common import seed_summaries as summarise
 
-    summaries = []
-    for linear in dict.fromkeys(r["linear"] for r in runs):
-        group = [r for r in runs if r["linear"] == linear]
-        if len(group) < 2:
-            continue
-        psnrs = [r["results"]["psnr"] for r in group]
-        mean, std = mean_std(psnrs)
-        summaries.append({"linear": linear, "kind": _kind(group[0]), "seeds": [r["seed"] for r in group],
-                          "psnr_mean": mean, "psnr_std": std,
-                          "psnr_min": min(psnrs), "psnr_max": max(psnrs),
-                          "wall_max": max(r["ns_train_wall_seconds"] for r in group)})
+    summaries = summarise(runs, lambda r: r["linear"], lambda r: r["results"]["psnr"])
+    for s in summaries:
+        s["linear"] = s["group"]
+        s["wall_max"] = max(r["ns_train_wall_seconds"] for r in s["runs"])
     return summaries
 
 
@@ -195,8 +183,10 @@ def markdown(data: dict) -> str:
     rows = ["| method | field MLP layers | seed | parameters | % of dense | held-out PSNR (dB) ± std over eval images | SSIM | iterations | "
             "PSNR gain over the last quarter (dB) | ns-train wall (s) | load before / after | CPU stolen |",
             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    from experiments.common import layer_kind
+
     for r in data["runs"]:
-        kind = _kind(r)
+        kind = layer_kind(r)
         p, res = r["parameters"], r["results"]
         gain = "-" if r["last_quarter_gain_db"] is None else f"{r['last_quarter_gain_db']:+.2f}"
         load = r["load_average_1min_before_and_after"]

@@ -142,28 +142,16 @@ def held_out_metrics(trainer, model) -> dict[str, float]:
     return {"psnr": float(metrics["psnr"]), "ssim": float(metrics.get("ssim", float("nan")))}
 
 
-def _kind(run: dict) -> str:
-    return "dense" if run["linear"] == "dense" else f"{run['linear']} k={run['rank']}" + (
-        f", omega {run['omega']:g}" if run["omega"] else "")
-
-
 def seed_summaries(runs: list[dict]) -> list[dict]:
     """Per scene and layer kind trained with two seeds or more: the final held-out PSNR's mean and sample
     standard deviation, its range, and the mean last-quarter gain."""
-    from experiments.common import mean_std
+    from experiments.common import mean_std, seed_summaries as summarise
 
-    summaries = []
-    trained = [r for r in runs if r["iterations"] > 0]
-    for scene, linear in dict.fromkeys((r["scene"], r["linear"]) for r in trained):
-        group = [r for r in trained if r["scene"] == scene and r["linear"] == linear]
-        if len(group) < 2:
-            continue
-        psnrs = [r["psnr"] for r in group]
-        mean, std = mean_std(psnrs)
-        gains = [r["last_quarter_gain_db"] for r in group if r.get("last_quarter_gain_db") is not None]
-        summaries.append({"scene": scene, "linear": linear, "kind": _kind(group[0]), "seeds": [r["seed"] for r in group],
-                          "psnr_mean": mean, "psnr_std": std, "psnr_min": min(psnrs), "psnr_max": max(psnrs),
-                          "last_quarter_gain_mean": mean_std(gains)[0] if gains else None})
+    summaries = summarise([r for r in runs if r["iterations"] > 0], lambda r: (r["scene"], r["linear"]), lambda r: r["psnr"])
+    for s in summaries:
+        s["scene"], s["linear"] = s["group"]
+        gains = [r["last_quarter_gain_db"] for r in s["runs"] if r.get("last_quarter_gain_db") is not None]
+        s["last_quarter_gain_mean"] = mean_std(gains)[0] if gains else None
     return summaries
 
 
@@ -175,15 +163,17 @@ def markdown(data: dict) -> str:
                 "|---|---|---|---|---|---|"]
         for r in data["runs"]:
             p = r["parameters"]
-            kind = "dense" if r["linear"] == "dense" else f"{r['linear']} k={r['rank']}"
+            kind = "dense" if r["linear"] == "dense" else f"{r['linear']} k = {r['rank']}"
             rows.append(f"| {r['scene']} | {kind} | {p['hash_grids']:,} | {p['field_mlps']:,} | {p['other']:,} | {p['total']:,} |")
         return "\n".join(rows)
     # The parameter split is the same for every seed: the --count-only table shows it.
+    from experiments.common import layer_kind
+
     rows = ["| scene | field MLP layers | seed | held-out PSNR (dB) | SSIM | PSNR gain over the last quarter (dB) | "
             "parameters | s / iteration | load average (start / end, 1 min) |", "|---|---|---|---|---|---|---|---|---|"]
     for r in data["runs"]:
         gain = "-" if r.get("last_quarter_gain_db") is None else f"{r['last_quarter_gain_db']:+.2f}"
-        rows.append(f"| {r['scene']} | {_kind(r)} | {r['seed']} | {r['psnr']:.2f} | {r['ssim']:.3f} | {gain} | "
+        rows.append(f"| {r['scene']} | {layer_kind(r)} | {r['seed']} | {r['psnr']:.2f} | {r['ssim']:.3f} | {gain} | "
                     f"{r['parameters']['total']:,} | {r['seconds_per_iteration']:.2f} | "
                     f"{r['load_average_start'][0]:.1f} / {r['load_average_end'][0]:.1f} |")
     summaries = seed_summaries(data["runs"])

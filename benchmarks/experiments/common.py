@@ -6,11 +6,12 @@ import argparse
 import math
 import sys
 from pathlib import Path
-from typing import Any, NoReturn, Sequence
+from typing import Any, Callable, NoReturn, Sequence
 
 from sine_fields.io import atomic_write_json, atomic_write_text
 
-__all__ = ["OneLineParser", "last_quarter_gain", "mean_std", "markdown_table", "parse_floats", "parse_ints", "write_json_atomic", "write_text_atomic"]
+__all__ = ["OneLineParser", "last_quarter_gain", "layer_kind", "mean_std", "markdown_table", "parse_floats", "parse_ints",
+           "seed_summaries", "write_json_atomic", "write_text_atomic"]
 
 
 class OneLineParser(argparse.ArgumentParser):
@@ -66,6 +67,31 @@ def last_quarter_gain(curve: Sequence[Sequence[float]], iterations: int) -> floa
     final = curve[-1][1]
     three_quarters = min(curve[:-1], key=lambda point: abs(point[0] - 0.75 * iterations))
     return final - three_quarters[1]
+
+
+def layer_kind(run: dict) -> str:
+    """A run's field layers in words, from its ``linear``, ``rank`` and ``omega``: ``dense``,
+    ``lowrank k = 5`` or ``sine k = 5, omega 100``."""
+    if run["linear"] == "dense":
+        return "dense"
+    return f"{run['linear']} k = {run['rank']}" + (f", omega {run['omega']:g}" if run.get("omega") else "")
+
+
+def seed_summaries(runs: Sequence[dict], group_of: Callable[[dict], Any], psnr_of: Callable[[dict], float]) -> list[dict]:
+    """Per group of runs (``group_of(run)``, in first-seen order) that ran two seeds or more: the held-out
+    PSNR's mean and sample standard deviation, its range, the seeds, the group's layers in words and its runs
+    (for a caller's own columns). A group of one seed has no spread to report and is left out."""
+    summaries = []
+    for group in dict.fromkeys(group_of(r) for r in runs):
+        members = [r for r in runs if group_of(r) == group]
+        if len(members) < 2:
+            continue
+        psnrs = [psnr_of(r) for r in members]
+        mean, std = mean_std(psnrs)
+        summaries.append({"group": group, "kind": layer_kind(members[0]), "seeds": [r["seed"] for r in members],
+                          "psnr_mean": mean, "psnr_std": std, "psnr_min": min(psnrs), "psnr_max": max(psnrs),
+                          "runs": members})
+    return summaries
 
 
 def markdown_table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:

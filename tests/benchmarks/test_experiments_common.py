@@ -1,7 +1,7 @@
 """benchmarks/experiments/common.py: the helpers the benchmarks share, on closed-form inputs."""
 
 import pytest
-from experiments.common import last_quarter_gain, mean_std
+from experiments.common import last_quarter_gain, layer_kind, mean_std, seed_summaries
 
 
 def test_last_quarter_gain_reads_the_point_nearest_three_quarters():
@@ -16,3 +16,25 @@ def test_mean_std_is_the_sample_standard_deviation():
     assert mean_std([5.0]) == (5.0, 0.0)
     with pytest.raises(ValueError):
         mean_std([])
+
+
+def test_layer_kind_names_the_layers_and_their_settings():
+    assert layer_kind({"linear": "dense", "rank": 5, "omega": 100.0}) == "dense"
+    assert layer_kind({"linear": "lowrank", "rank": 5, "omega": None}) == "lowrank k = 5"
+    assert layer_kind({"linear": "sine", "rank": 1, "omega": 300.0}) == "sine k = 1, omega 300"
+
+
+def test_seed_summaries_group_in_first_seen_order_and_leave_out_single_seeds():
+    def run(scene, linear, seed, psnr):
+        return {"scene": scene, "linear": linear, "rank": 5, "omega": 100.0 if linear == "sine" else None,
+                "seed": seed, "psnr": psnr}
+
+    runs = [run("duck", "sine", 0, 26.0), run("duck", "dense", 0, 30.0), run("spider", "sine", 0, 20.0),
+            run("duck", "sine", 1, 28.0), run("spider", "sine", 1, 23.0), run("duck", "sine", 2, 27.0)]
+    summaries = seed_summaries(runs, lambda r: (r["scene"], r["linear"]), lambda r: r["psnr"])
+    assert [s["group"] for s in summaries] == [("duck", "sine"), ("spider", "sine")]  # dense ran one seed
+    duck, spider = summaries
+    assert duck["seeds"] == [0, 1, 2] and duck["kind"] == "sine k = 5, omega 100"
+    assert (duck["psnr_mean"], duck["psnr_std"], duck["psnr_min"], duck["psnr_max"]) == (27.0, 1.0, 26.0, 28.0)
+    assert spider["psnr_mean"] == pytest.approx(21.5) and spider["psnr_std"] == pytest.approx(2.1213203)
+    assert [r["seed"] for r in spider["runs"]] == [0, 1]
