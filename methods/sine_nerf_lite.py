@@ -317,7 +317,7 @@ def nerf_lite_trainer_config(method_name: str = "sine-nerf-lite", linear: str = 
       a coarse and a fine field: every field evaluation trains the rendered field and lies near a
       surface; the grid's lookups cost no network arithmetic;
     - samples only inside the scene box ([-1, 1]^3 for ``sine-fields data scene``), not between the
-      near and far planes (2 to 6);
+      near and far planes (2 to 6), and no density outside it (``SineNeRFLiteModel.density_in_box``);
     - a shallower field (4 x 256 base MLP without skip, 1 x 128 head; 5 factorised layers, 5.3 % of its
       dense twin at rank 5): on a CPU rays per step buy more than depth;
     - position encoded with 2^0 ... 2^4 (5 frequencies), 2 direction frequencies (the scenes are shaded
