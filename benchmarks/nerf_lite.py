@@ -180,11 +180,11 @@ def markdown(data: dict) -> str:
     """One row per run (layer kind and seed): held-out PSNR (± its spread over the eval images),
     parameters against the dense twin, wall time and load; then, per layer kind run with several seeds,
     the mean ± standard deviation over the seeds."""
+    from experiments.common import SEED_SUMMARY_COLUMNS, layer_kind, markdown_table, seed_summary_cells
+
     rows = ["| method | field MLP layers | seed | parameters | % of dense | held-out PSNR (dB) ± std over eval images | SSIM | iterations | "
             "PSNR gain over the last quarter (dB) | ns-train wall (s) | load before / after | CPU stolen |",
             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
-    from experiments.common import layer_kind
-
     for r in data["runs"]:
         kind = layer_kind(r)
         p, res = r["parameters"], r["results"]
@@ -198,10 +198,9 @@ def markdown(data: dict) -> str:
                     f"{r['ns_train_wall_seconds']:.0f} | {load[0]:.2f} / {load[1]:.2f} | {stolen} |")
     summaries = seed_summaries(data["runs"])
     if summaries:
-        rows += ["", "| field MLP layers | seeds | held-out PSNR over the seeds (dB): mean ± std | lowest | highest | "
-                 "longest ns-train wall (s) |", "|---|---|---|---|---|---|"]
-        rows += [f"| {s['kind']} | {', '.join(map(str, s['seeds']))} | {s['psnr_mean']:.2f} ± {s['psnr_std']:.2f} | "
-                 f"{s['psnr_min']:.2f} | {s['psnr_max']:.2f} | {s['wall_max']:.0f} |" for s in summaries]
+        header = ["field MLP layers", *SEED_SUMMARY_COLUMNS, "longest ns-train wall (s)"]
+        cells = [[s["kind"], *seed_summary_cells(s), f"{s['wall_max']:.0f}"] for s in summaries]
+        rows += ["", markdown_table(header, cells).rstrip("\n")]
     return "\n".join(rows)
 
 

@@ -158,17 +158,17 @@ def seed_summaries(runs: list[dict]) -> list[dict]:
 def markdown(data: dict) -> str:
     """One row per scene, layer kind and seed; then, per scene and layer kind with several seeds, the mean ±
     standard deviation over the seeds. A ``--count-only`` report: the parameter split alone."""
+    from experiments.common import SEED_SUMMARY_COLUMNS, layer_kind, markdown_table, seed_summary_cells
+
     if all(r["iterations"] == 0 for r in data["runs"]):  # --count-only: the split alone
         rows = ["| scene | field MLP layers | hash-grid parameters | field-MLP parameters | other | total |",
                 "|---|---|---|---|---|---|"]
         for r in data["runs"]:
             p = r["parameters"]
-            kind = "dense" if r["linear"] == "dense" else f"{r['linear']} k = {r['rank']}"
+            kind = layer_kind(r | {"omega": None})  # omega does not change the parameter count
             rows.append(f"| {r['scene']} | {kind} | {p['hash_grids']:,} | {p['field_mlps']:,} | {p['other']:,} | {p['total']:,} |")
         return "\n".join(rows)
     # The parameter split is the same for every seed: the --count-only table shows it.
-    from experiments.common import layer_kind
-
     rows = ["| scene | field MLP layers | seed | held-out PSNR (dB) | SSIM | PSNR gain over the last quarter (dB) | "
             "parameters | s / iteration | load average (start / end, 1 min) |", "|---|---|---|---|---|---|---|---|---|"]
     for r in data["runs"]:
@@ -178,12 +178,10 @@ def markdown(data: dict) -> str:
                     f"{r['load_average_start'][0]:.1f} / {r['load_average_end'][0]:.1f} |")
     summaries = seed_summaries(data["runs"])
     if summaries:
-        rows += ["", "| scene | field MLP layers | seeds | held-out PSNR over the seeds (dB): mean ± std | lowest | highest | "
-                 "mean last-quarter gain (dB) |", "|---|---|---|---|---|---|---|"]
-        rows += [f"| {m['scene']} | {m['kind']} | {', '.join(map(str, m['seeds']))} | {m['psnr_mean']:.2f} ± {m['psnr_std']:.2f} | "
-                 f"{m['psnr_min']:.2f} | {m['psnr_max']:.2f} | "
-                 + ("-" if m["last_quarter_gain_mean"] is None else f"{m['last_quarter_gain_mean']:+.2f}") + " |"
-                 for m in summaries]
+        header = ["scene", "field MLP layers", *SEED_SUMMARY_COLUMNS, "mean last-quarter gain (dB)"]
+        cells = [[m["scene"], m["kind"], *seed_summary_cells(m),
+                  "-" if m["last_quarter_gain_mean"] is None else f"{m['last_quarter_gain_mean']:+.2f}"] for m in summaries]
+        rows += ["", markdown_table(header, cells).rstrip("\n")]
     return "\n".join(rows)
 
 

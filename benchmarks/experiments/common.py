@@ -10,8 +10,8 @@ from typing import Any, Callable, NoReturn, Sequence
 
 from sine_fields.io import atomic_write_json, atomic_write_text
 
-__all__ = ["OneLineParser", "last_quarter_gain", "layer_kind", "mean_std", "markdown_table", "parse_floats", "parse_ints",
-           "seed_summaries", "write_json_atomic", "write_text_atomic"]
+__all__ = ["OneLineParser", "SEED_SUMMARY_COLUMNS", "last_quarter_gain", "layer_kind", "mean_std", "markdown_table",
+           "parse_floats", "parse_ints", "seed_summaries", "seed_summary_cells", "write_json_atomic", "write_text_atomic"]
 
 
 class OneLineParser(argparse.ArgumentParser):
@@ -92,6 +92,16 @@ def seed_summaries(runs: Sequence[dict], group_of: Callable[[dict], Any], psnr_o
                           "psnr_mean": mean, "psnr_std": std, "psnr_min": min(psnrs), "psnr_max": max(psnrs),
                           "runs": members})
     return summaries
+
+
+SEED_SUMMARY_COLUMNS = ["seeds", "held-out PSNR over the seeds (dB): mean ± std", "lowest", "highest"]
+"""The columns every training benchmark's summary table shares, filled by ``seed_summary_cells``."""
+
+
+def seed_summary_cells(summary: dict) -> list[str]:
+    """One group of ``seed_summaries`` as the cells of ``SEED_SUMMARY_COLUMNS``."""
+    return [", ".join(map(str, summary["seeds"])), f"{summary['psnr_mean']:.2f} ± {summary['psnr_std']:.2f}",
+            f"{summary['psnr_min']:.2f}", f"{summary['psnr_max']:.2f}"]
 
 
 def markdown_table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
