@@ -815,39 +815,20 @@ def markdown_verdict(data: dict) -> str:
 
 def plot_curves(data: dict, output: Path, ranks: tuple[int, ...] = (1, 5)) -> None:
     """Held-out PSNR against iterations of every main run (one line per seed), one panel per scene."""
-    import io
+    from experiments.common import plot_psnr_panels
 
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    from sine_fields.io import atomic_write_bytes
-
-    scenes = sorted({r["scene"] for r in data["runs"].values()})
-    figure, axes = plt.subplots(1, len(scenes), figsize=(6 * len(scenes), 4.2), squeeze=False)
-    colours = {"dense": "black", "lowrank": "tab:blue", "sine": "tab:red"}
-    for ax, scene in zip(axes[0], scenes):
-        labelled = set()
+    panels = []
+    for scene in sorted({r["scene"] for r in data["runs"].values()}):
+        lines = []
         for run in data["runs"].values():
             main = run.get("phase") == "main" or run.get("also_main")
             if run.get("scene") != scene or not main or not run.get("curve") or (run["kind"] != "dense" and run["rank"] not in ranks):
                 continue
             label = "dense" if run["kind"] == "dense" else f"{run['kind']} k={run['rank']}" + (f", omega {run['omega']:g}" if run["kind"] == "sine" else "")
             style = "-" if run["kind"] == "dense" or run["rank"] == max(ranks) else ":"
-            iterations, psnr = zip(*run["curve"])
-            ax.plot(iterations, psnr, style, color=colours[run["kind"]], linewidth=1.2, label=None if label in labelled else label)
-            labelled.add(label)
-        ax.set_title(f"{scene}: held-out PSNR (curve pixels), one line per seed")
-        ax.set_xlabel("iteration")
-        ax.set_ylabel("PSNR (dB)")
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=8)
-    figure.tight_layout()
-    buffer = io.BytesIO()
-    figure.savefig(buffer, format="png", dpi=110)
-    plt.close(figure)
-    atomic_write_bytes(output, buffer.getvalue())
+            lines.append({"label": label, "kind": run["kind"], "style": style, "curve": run["curve"]})
+        panels.append((f"{scene}: held-out PSNR (curve pixels), one line per seed", lines))
+    plot_psnr_panels(panels, output)
 
 
 # --- commands ----------------------------------------------------------------------------------------

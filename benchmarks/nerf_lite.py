@@ -3,6 +3,9 @@
     .venv/bin/python benchmarks/nerf_lite.py --seed 42 --seed 1 --seed 2 --output benchmarks/results/nerf-lite-duck.json
     .venv/bin/python benchmarks/nerf_lite.py --linear sine --linear lowrank --linear dense \
         --output benchmarks/results/nerf-lite-duck-twins.json
+    .venv/bin/python benchmarks/nerf_lite.py --linear sine --linear lowrank --linear dense --iterations 4600 \
+        --output benchmarks/results/nerf-lite-duck-long.json                                 # twice the recipe's length
+    .venv/bin/python benchmarks/nerf_lite.py --plot-only docs/nerf_lite_duck_long.png --output benchmarks/results/nerf-lite-duck-long.json
     .venv/bin/python benchmarks/nerf_lite.py --quick --output /tmp/nerf-lite-quick.json     # CI: seconds
 
 For each `--linear` (default: sine only) it renders the scene once (`sine-fields data scene`, unless `--data`
@@ -14,7 +17,15 @@ recipe: only a run that started on an idle machine says what the recipe costs). 
 held-out PSNR and SSIM over every eval image; the held-out PSNR curve that nerfstudio logged during
 training (every `steps_per_eval_all_images`) is read from the run's tensorboard events and stored with
 the gain over its last quarter, so the JSON shows whether the run had converged. A run already in the
-JSON with the same settings is not redone (`--overwrite` starts afresh).
+JSON with the same settings is not redone (`--overwrite` starts afresh). `--iterations N` passes
+`--max-num-iterations N` (the lite recipe's learning-rate schedules follow it) to ask whether a run has
+converged by the recipe's end; the curve keeps the recipe's evaluation every 575 steps.
+
+`--plot PNG` draws every run's held-out PSNR curve (one line per seed, coloured by layer kind) after the
+runs; `--plot-only PNG` draws it from the JSON that `--output` names, training nothing.
+
+Several processes may share one `--output` (one thread each, different `--linear` or `--seed`): each run is
+added to what the file holds when the run ends, so a run another process wrote in the meantime is kept.
 """
 
 from __future__ import annotations
@@ -151,6 +162,27 @@ def train_and_evaluate(data: Path, linear: str, seed: int, work: Path, extra: li
     }
 
 
+SETTINGS = ("scene", "views", "resolution", "quick", "iterations")
+
+
+def same_settings(previous: dict, report: dict) -> bool:
+    """Whether a JSON already on disk holds runs of this command's settings (a file written before
+    ``iterations`` was recorded ran the recipe's own length: ``None``)."""
+    return all(previous.get(k) == report[k] for k in SETTINGS)
+
+
+def runs_written_meanwhile(output: Path, report: dict) -> list[dict]:
+    """The runs in ``report`` and those another process (sharing ``--output``) wrote to the file since
+    this one read it, without repeats: what the file must hold after this process adds its next run."""
+    runs = list(report["runs"])
+    if output.exists():
+        on_disk = json.loads(output.read_text())
+        if same_settings(on_disk, report):
+            known = {(r["linear"], r["seed"]) for r in runs}
+            runs += [r for r in on_disk["runs"] if (r["linear"], r["seed"]) not in known]
+    return runs
+
+
 def seed_summaries(runs: list[dict]) -> list[dict]:
     """Per layer kind run with two seeds or more: the final held-out PSNR's mean, sample standard
     deviation, range and the seeds, and the longest wall time (what a user must allow for)."""
@@ -174,6 +206,15 @@ def headline_markdown(data: dict) -> str:
                     f"{summary['psnr_mean']:.2f} ± {summary['psnr_std']:.2f} ({len(summary['seeds'])} seeds) | "
                     f"{summary['psnr_min']:.2f} | {summary['wall_max']:.0f} |")
     return "\n".join(rows)
+
+
+def plot(data: dict, output: Path) -> None:
+    """Every run's held-out PSNR curve, one line per seed, coloured by layer kind, in one panel."""
+    from experiments.common import layer_kind, plot_psnr_panels
+
+    lines = [{"label": layer_kind(r), "kind": r["linear"], "curve": r["psnr_curve"]} for r in data["runs"] if r["psnr_curve"]]
+    scene = Path(data["scene"]).name if data["scene"] else "scene"
+    plot_psnr_panels([(f"{METHOD} on {scene} at {data['resolution']} px, one line per seed", lines)], output)
 
 
 def markdown(data: dict) -> str:
@@ -204,6 +245,20 @@ def markdown(data: dict) -> str:
     return "\n".join(rows)
 
 
+def ns_train_flags(quick: bool, iterations: int | None) -> list[str]:
+    """The flags a run adds to the recipe's defaults: none, ``--quick``'s tiny run, or ``--iterations``'
+    run length (the learning-rate schedules follow ``--max-num-iterations``: ``LiteTrainerConfig``)."""
+    if iterations is not None:
+        if quick:
+            raise BenchmarkError("--iterations and --quick: --quick sets its own 20 iterations; pass one of them")
+        if iterations < 4:
+            raise BenchmarkError(f"--iterations {iterations}: expected at least 4 (a curve needs its quarters)")
+        return ["--max-num-iterations", str(iterations)]
+    if quick:
+        return ["--max-num-iterations", "20", "--steps-per-eval-all-images", "10", "--pipeline.model.grid-resolution", "16"]
+    return []
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--scene", default="duck", help="a named scene (`sine-fields data list`)")
@@ -215,34 +270,43 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, action="append",
                         help="ns-train's --machine.seed (repeat for several runs per layer kind; default: 42)")
     parser.add_argument("--work", type=Path, help="where runs and logs go (default: beside --output, not committed)")
+    parser.add_argument("--iterations", type=int,
+                        help="ns-train's --max-num-iterations (default: the recipe's 2,300; the schedules follow it)")
     parser.add_argument("--quick", action="store_true", help="CI: 16 px, 8 views, 20 iterations")
     parser.add_argument("--output", type=Path, required=True)
-    parser.add_argument("--overwrite", action="store_true")
+    parser.add_argument("--plot", type=Path, help="after the runs, draw every run's PSNR curve into this PNG")
+    parser.add_argument("--plot-only", type=Path, metavar="PNG",
+                        help="draw the curves of the runs already in --output into PNG and train nothing")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="start afresh: drop the runs in --output and --work (and replace a --plot / --plot-only PNG)")
     args = parser.parse_args(argv)
+    for option, png in (("--plot", args.plot), ("--plot-only", args.plot_only)):
+        if png is not None and png.exists() and not args.overwrite:
+            print(f"error: {option} {png} exists; pass --overwrite to replace it", file=sys.stderr)
+            return 2
+    if args.plot_only is not None:
+        return plot_only(args.output, args.plot_only)
     from sine_fields.methods.precision import cpu_has_bfloat16_tiles
 
     linears = args.linear or ["sine"]
     seeds = args.seed or [42]  # nerfstudio's default seed
-    extra: list[str] = []
     if args.quick:
         args.views, args.resolution = 8, 16
-        # the learning-rate schedules follow --max-num-iterations (LiteTrainerConfig)
-        extra = ["--max-num-iterations", "20", "--steps-per-eval-all-images", "10", "--pipeline.model.grid-resolution", "16"]
     work = args.work or args.output.with_name(args.output.stem + "-runs")
     try:
+        extra = ns_train_flags(args.quick, args.iterations)
         if args.data is not None and not (args.data / "transforms.json").is_file():
             raise BenchmarkError(f"--data {args.data}: no transforms.json (make one with `sine-fields data scene`)")
         report = {"command": " ".join(["benchmarks/nerf_lite.py", *(argv if argv is not None else sys.argv[1:])]),
                   "scene": str(args.data) if args.data else args.scene, "views": args.views,
-                  "resolution": args.resolution, "quick": args.quick,
+                  "resolution": args.resolution, "quick": args.quick, "iterations": args.iterations,
                   "machine": {"platform": platform.platform(), "cpu_count": os.cpu_count(),
                               "omp_num_threads": os.environ.get("OMP_NUM_THREADS"),
                               "bfloat16_tiles": cpu_has_bfloat16_tiles()},
                   "runs": []}
         if args.output.exists() and not args.overwrite:
             previous = json.loads(args.output.read_text())
-            settings = ("scene", "views", "resolution", "quick")
-            if any(previous.get(k) != report[k] for k in settings):
+            if not same_settings(previous, report):
                 raise BenchmarkError(f"--output {args.output} holds runs of other settings; pass --overwrite to replace it")
             report["runs"] = previous["runs"]
         elif args.overwrite and work.exists():
@@ -263,12 +327,35 @@ def main(argv: list[str] | None = None) -> int:
                     print(f"{linear}, seed {seed}: already in {args.output}", flush=True)
                     continue
                 print(f"{linear}, seed {seed}: ns-train {METHOD} (load {_load()})", flush=True)
-                report["runs"].append(train_and_evaluate(data, linear, seed, work, extra))
+                run = train_and_evaluate(data, linear, seed, work, extra)
+                report["runs"] = [*runs_written_meanwhile(args.output, report), run]
                 atomic_write_json(args.output, report)
+        if args.plot is not None:
+            plot(report, args.plot)
+            print(f"wrote {args.plot}")
     except BenchmarkError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     print(markdown(report))
+    return 0
+
+
+def plot_only(results: Path, png: Path) -> int:
+    """``--plot-only``: the curves of a finished JSON, or a one-line error (exit 2)."""
+    if not results.is_file():
+        print(f"error: --output {results}: no such file (run the benchmark first)", file=sys.stderr)
+        return 2
+    try:
+        data = json.loads(results.read_text())
+        runs = data["runs"]
+    except (ValueError, KeyError, TypeError):
+        print(f"error: --output {results}: not a nerf_lite.py result (expected JSON with 'runs')", file=sys.stderr)
+        return 2
+    if not any(r.get("psnr_curve") for r in runs):
+        print(f"error: --output {results}: no run has a PSNR curve to draw", file=sys.stderr)
+        return 2
+    plot(data, png)
+    print(f"wrote {png}")
     return 0
 
 

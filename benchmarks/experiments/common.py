@@ -11,7 +11,7 @@ from typing import Any, Callable, NoReturn, Sequence
 from sine_fields.io import atomic_write_json, atomic_write_text
 
 __all__ = ["OneLineParser", "SEED_SUMMARY_COLUMNS", "last_quarter_gain", "layer_kind", "mean_std", "markdown_table",
-           "parse_floats", "parse_ints", "seed_summaries", "seed_summary_cells", "write_json_atomic", "write_text_atomic"]
+           "parse_floats", "parse_ints", "plot_psnr_panels", "seed_summaries", "seed_summary_cells", "write_json_atomic", "write_text_atomic"]
 
 
 class OneLineParser(argparse.ArgumentParser):
@@ -102,6 +102,44 @@ def seed_summary_cells(summary: dict) -> list[str]:
     """One group of ``seed_summaries`` as the cells of ``SEED_SUMMARY_COLUMNS``."""
     return [", ".join(map(str, summary["seeds"])), f"{summary['psnr_mean']:.2f} ± {summary['psnr_std']:.2f}",
             f"{summary['psnr_min']:.2f}", f"{summary['psnr_max']:.2f}"]
+
+
+LAYER_COLOURS = {"dense": "black", "lowrank": "tab:blue", "sine": "tab:red"}
+"""One colour per layer kind, the same in every training benchmark's curves."""
+
+
+def plot_psnr_panels(panels: Sequence[tuple[str, Sequence[dict]]], output: Path) -> None:
+    """Held-out PSNR curves, one panel per ``(title, lines)``, side by side, written to ``output`` (PNG,
+    atomically). Each line is ``{"label", "kind", "curve": [[step, psnr], ...]}`` with ``kind`` a key of
+    ``LAYER_COLOURS`` and optional ``"style"`` (matplotlib's, default solid); a label repeated in a panel
+    (one line per seed) enters its legend once."""
+    import io
+
+    import matplotlib
+
+    matplotlib.use("Agg")  # no display on a server or in CI
+    import matplotlib.pyplot as plt
+
+    from sine_fields.io import atomic_write_bytes
+
+    figure, axes = plt.subplots(1, len(panels), figsize=(6 * len(panels), 4.2), squeeze=False)
+    for ax, (title, lines) in zip(axes[0], panels):
+        labelled = set()
+        for line in lines:
+            steps, psnr = zip(*line["curve"])
+            ax.plot(steps, psnr, line.get("style", "-"), color=LAYER_COLOURS[line["kind"]], linewidth=1.2,
+                    label=None if line["label"] in labelled else line["label"])
+            labelled.add(line["label"])
+        ax.set_title(title)
+        ax.set_xlabel("iteration")
+        ax.set_ylabel("held-out PSNR (dB)")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    figure.tight_layout()
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", dpi=110)
+    plt.close(figure)
+    atomic_write_bytes(output, buffer.getvalue())
 
 
 def markdown_table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:

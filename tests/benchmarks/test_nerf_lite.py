@@ -79,3 +79,40 @@ def test_quick_run_end_to_end(tmp_path):
     other = subprocess.run([sys.executable, str(SCRIPT), "--output", str(output), "--views", "9"],
                            capture_output=True, text=True, cwd=ROOT, timeout=120)
     assert other.returncode == 2 and other.stderr.count("\n") == 1 and "--overwrite" in other.stderr
+
+
+def test_iterations_pass_the_run_length_and_refuse_what_cannot_run(lite):
+    assert lite.ns_train_flags(False, None) == []  # the recipe as a user runs it
+    assert lite.ns_train_flags(False, 4600) == ["--max-num-iterations", "4600"]
+    assert lite.ns_train_flags(True, None)[:2] == ["--max-num-iterations", "20"]
+    for quick, iterations in ((True, 100), (False, 3)):
+        with pytest.raises(lite.BenchmarkError, match="--iterations"):
+            lite.ns_train_flags(quick, iterations)
+
+
+def test_runs_other_processes_wrote_meanwhile_are_kept_once(lite, tmp_path):
+    settings = {"scene": "duck", "views": 60, "resolution": 64, "quick": False, "iterations": 4600}
+    output = tmp_path / "long.json"
+    mine = {**settings, "runs": [{"linear": "sine", "seed": 42}]}
+    assert lite.runs_written_meanwhile(output, mine) == [{"linear": "sine", "seed": 42}]  # no file yet
+    # another process (plain low-rank) wrote its run, and the file still holds this one's
+    output.write_text(json.dumps({**settings, "runs": [{"linear": "sine", "seed": 42}, {"linear": "lowrank", "seed": 42}]}))
+    assert lite.runs_written_meanwhile(output, mine) == [{"linear": "sine", "seed": 42}, {"linear": "lowrank", "seed": 42}]
+    # a file of other settings (the recipe's own length, written before `iterations` was recorded) is not mixed in
+    output.write_text(json.dumps({**{k: v for k, v in settings.items() if k != "iterations"}, "runs": [{"linear": "dense", "seed": 1}]}))
+    assert lite.runs_written_meanwhile(output, mine) == [{"linear": "sine", "seed": 42}]
+    assert lite.same_settings({**settings, "iterations": None}, {**settings, "iterations": None})
+
+
+def test_plot_only_draws_the_curves_of_a_json_and_keeps_an_existing_png(lite, tmp_path):
+    runs = [{**_run(linear, seed, 25.0, 500.0), "psnr_curve": [[575, 20.0 + seed], [1150, 24.0 + seed]]}
+            for linear in ("sine", "lowrank", "dense") for seed in (1, 2)]
+    results = tmp_path / "lite.json"
+    results.write_text(json.dumps({"scene": "/somewhere/duck64", "resolution": 64, "runs": runs}))
+    png = tmp_path / "curves.png"
+    assert lite.main(["--plot-only", str(png), "--output", str(results)]) == 0
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    before = png.read_bytes()
+    assert lite.main(["--plot-only", str(png), "--output", str(results)]) == 2  # exists, no --overwrite
+    assert png.read_bytes() == before
+    assert lite.main(["--plot-only", str(tmp_path / "other.png"), "--output", str(tmp_path / "missing.json")]) == 2
