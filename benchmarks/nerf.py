@@ -20,6 +20,11 @@ iterations (checked from ``min_iterations`` on), or at the iteration cap, which 
 cap is planned from a timing taken at the start of the same command, so that all runs fit in
 ``--budget-seconds``. The omega sweep runs first on one seed; the chosen omega then runs on every seed.
 Runs go to several processes sharing one GPU; the JSON is rewritten (atomically) as results arrive.
+
+``--resume`` continues a results JSON over several calls (a device lent for minutes at a time): the runs
+it holds that ended by the gain rule, at the cap or diverged are kept, the others (cut by the deadline,
+failed, never started) are trained from the start, with the cap and settings the file records; each call
+is recorded under ``calls``. The same command, repeated, completes the grid.
 """
 
 from __future__ import annotations
@@ -622,9 +627,9 @@ class WorkerPool:
 class Report:
     """The benchmark's JSON, rewritten atomically whenever a run finishes (and now and then as runs progress)."""
 
-    def __init__(self, path: Path, header: dict) -> None:
+    def __init__(self, path: Path, header: dict, runs: dict | None = None, omega_choice: dict | None = None) -> None:
         self.path = path
-        self.data = {**header, "runs": {}, "omega_choice": None}
+        self.data = {**header, "runs": dict(runs or {}), "omega_choice": omega_choice}
         self.last_write = 0.0
 
     def update(self, run_key: str, job: Job | None, /, **fields) -> None:
@@ -640,14 +645,34 @@ class Report:
 
 
 def run_jobs(scenes_path: Path, scene_names: list[str], recipe: Recipe, plan: Plan, device: str, pool: WorkerPool | None,
-             deadline: float, report: Report, log) -> None:
-    """Run the sweep, the dense and low-rank runs, then the sine runs at the chosen omegas."""
-    first = independent_jobs(scene_names, plan)
-    by_key = {job.key: job for job in first}
-    sweep_keys = {job.key for job in first if job.phase == "sweep"}
+             deadline: float, report: Report, log) -> int:
+    """Run the sweep, the dense and low-rank runs, then the sine runs at the chosen omegas, leaving out the
+    runs ``report`` already holds complete (``--resume``). Returns how many runs this call trained."""
+    everything = independent_jobs(scene_names, plan)
+    sweep_keys = {job.key for job in everything if job.phase == "sweep"}
+    complete = {key for key, run in report.data["runs"].items() if run.get("status") in COMPLETE}
+    first = [job for job in everything if job.key not in complete]
+    if report.data["omega_choice"] is not None:  # chosen by an earlier call from a complete sweep
+        first += [job for job in dependent_jobs(scene_names, plan, report.data["omega_choice"]) if job.key not in complete]
     for job in first:
         report.update(job.key, job, status="queued")
+
+    def sine_jobs_once_swept() -> list[Job]:
+        """When the sweep has just finished: choose the omegas and queue the sine runs at them."""
+        runs = report.data["runs"]
+        if report.data["omega_choice"] is not None or not sweep_keys or not all(runs[k].get("status") in FINISHED for k in sweep_keys):
+            return []
+        report.data["omega_choice"] = choose_omegas([runs[k] for k in sweep_keys], plan)
+        adopt_sweep_runs(report, sweep_keys, report.data["omega_choice"])
+        log(f"omega chosen: {report.data['omega_choice']['by_rank']}")
+        more = [job for job in dependent_jobs(scene_names, plan, report.data["omega_choice"]) if job.key not in complete]
+        for job in more:
+            report.update(job.key, job, status="queued")
+        return more
+
+    first += sine_jobs_once_swept()  # a resumed file whose sweep is complete but whose choice was not written
     report.write()
+    trained = 0
     if pool is None:  # in this process, one run after another (the CPU path and the tests)
         scenes = load_scenes(scenes_path)
         todo = list(first)
@@ -655,25 +680,20 @@ def run_jobs(scenes_path: Path, scene_names: list[str], recipe: Recipe, plan: Pl
             job = todo.pop(0)
             record = train_run(job, scenes[job.scene], recipe, plan, torch.device(device), deadline)
             report.update(job.key, job, **record)
+            trained += 1
             log(f"{job.key}: {record['status']} at {record['iterations']} iterations, {record['psnr']:.2f} dB")
-            if sweep_keys and all(report.data["runs"][k].get("status") in FINISHED for k in sweep_keys) and report.data["omega_choice"] is None:
-                report.data["omega_choice"] = choose_omegas([report.data["runs"][k] for k in sweep_keys], plan)
-                adopt_sweep_runs(report, sweep_keys, report.data["omega_choice"])
-                more = dependent_jobs(scene_names, plan, report.data["omega_choice"])
-                for extra in more:
-                    report.update(extra.key, extra, status="queued")
-                todo += more
+            todo += sine_jobs_once_swept()
             report.write()
-        return
-    tasks, results, processes = pool.tasks, pool.results, pool.processes
+        return trained
+    by_key = {job.key: job for job in first}
     for job in first:
-        tasks.put((job, plan))
+        pool.tasks.put((job, plan))
     outstanding = set(by_key)
     while outstanding:
         try:
-            message, key, payload = results.get(timeout=5.0)
+            message, key, payload = pool.results.get(timeout=5.0)
         except queue.Empty:
-            if time.time() > deadline + 60 or not any(p.is_alive() for p in processes):
+            if time.time() > deadline + 60 or not any(p.is_alive() for p in pool.processes):
                 log(f"stopping: {len(outstanding)} runs unfinished (deadline or workers gone)")
                 break
             continue
@@ -684,23 +704,85 @@ def run_jobs(scenes_path: Path, scene_names: list[str], recipe: Recipe, plan: Pl
         outstanding.discard(key)
         if message == "done":
             report.update(key, by_key[key], **payload)
+            trained += 1
             log(f"{key}: {payload['status']} at {payload['iterations']} iterations, {payload['psnr']:.2f} dB")
         else:
             report.update(key, by_key[key], status="failed", error=payload)
             log(f"{key}: failed\n{payload}")
-        if report.data["omega_choice"] is None and all(report.data["runs"][k].get("status") in FINISHED for k in sweep_keys):
-            report.data["omega_choice"] = choose_omegas([report.data["runs"][k] for k in sweep_keys], plan)
-            adopt_sweep_runs(report, sweep_keys, report.data["omega_choice"])
-            log(f"omega chosen: {report.data['omega_choice']['by_rank']}")
-            for job in dependent_jobs(scene_names, plan, report.data["omega_choice"]):
-                by_key[job.key] = job
-                outstanding.add(job.key)
-                report.update(job.key, job, status="queued")
-                tasks.put((job, plan))
+        for job in sine_jobs_once_swept():
+            by_key[job.key] = job
+            outstanding.add(job.key)
+            pool.tasks.put((job, plan))
         report.write()
+    return trained
 
 
 FINISHED = ("converged", "cap", "deadline", "diverged", "failed")
+"""A run is over (the omega choice waits for every sweep run to be over) ..."""
+COMPLETE = ("converged", "cap", "diverged")
+"""... and complete: ``--resume`` keeps it. A run the deadline cut short, or that failed, is trained again."""
+
+
+# --- resuming ----------------------------------------------------------------------------------------
+
+RESUMED_PLAN_FIELDS = ("ranks", "seeds", "omegas", "sweep_ranks", "gain_db", "cap", "eval_every", "evals_per_cap", "min_fraction")
+
+
+def read_results(path: Path) -> dict:
+    import json
+
+    try:
+        data = json.loads(path.read_text())
+        if not isinstance(data.get("runs"), dict) or not isinstance(data.get("plan"), dict):
+            raise ValueError
+    except (ValueError, AttributeError):
+        raise BenchmarkError(f"--output {path}: not a results JSON of `benchmarks/nerf.py run` (expected 'runs' and 'plan'); "
+                             "pass --overwrite to replace it") from None
+    return data
+
+
+def resumed_plan(previous: dict, path: Path, plan: Plan, cap_given: bool) -> Plan:
+    """This command's plan, with the file's cap unless ``--cap`` was given, checked against the plan the
+    file was run with: runs of other ranks, seeds, omegas or caps cannot be mixed into one table."""
+    saved = previous["plan"]
+    if not cap_given:
+        plan = replace(plan, cap=int(saved.get("cap", 0)), eval_every=int(saved.get("eval_every", 0)))
+    for name in RESUMED_PLAN_FIELDS:
+        mine, theirs = getattr(plan, name), saved.get(name)
+        if isinstance(mine, tuple):
+            mine, theirs = list(mine), list(theirs or [])
+        if mine != theirs:
+            option = {"eval_every": "cap"}.get(name, name).replace("_", "-")  # eval_every follows --cap
+            remedy = f"give the same --{option}" if option in ("ranks", "seeds", "omegas", "sweep-ranks", "cap") else "it is not an option: use the file's benchmark version"
+            raise BenchmarkError(f"--resume: {path} was run with {name} {theirs}, this command asks {mine} ({remedy}, or --overwrite to start afresh)")
+    return plan
+
+
+def check_resumable(previous: dict, path: Path, recipe: "Recipe", scenes_header: dict) -> None:
+    """The field, renderer and scenes must be the file's: a run of another recipe is another experiment."""
+    import json
+
+    if json.loads(json.dumps(asdict(recipe))) != previous.get("recipe"):
+        raise BenchmarkError(f"--resume: {path} was run with another recipe ({previous.get('recipe')}); "
+                             "give the same --recipe / --samples, or --overwrite")
+    if json.loads(json.dumps(scenes_header)) != previous.get("scenes"):
+        raise BenchmarkError(f"--resume: {path} was run on other scenes ({sorted(previous.get('scenes') or {})}); "
+                             "give the same --scenes file, or --overwrite")
+
+
+def runs_to_keep(previous: dict) -> tuple[dict, dict | None]:
+    """The runs a resumed call keeps (complete ones) and the omega choice it keeps. A choice made while a
+    sweep run was cut short is made again once the sweep is complete, and the sine runs trained at it go."""
+    runs = {key: run for key, run in previous["runs"].items() if run.get("status") in COMPLETE}
+    choice = previous.get("omega_choice")
+    sweep = [run for run in previous["runs"].values() if run.get("phase") == "sweep"]
+    if choice is not None and not all(run.get("status") in COMPLETE for run in sweep):
+        choice = None
+        runs = {key: run for key, run in runs.items() if not (run.get("phase") == "main" and run.get("kind") == "sine")}
+    if choice is None:
+        for run in runs.values():
+            run.pop("also_main", None)
+    return runs, choice
 
 
 # --- summary ---------------------------------------------------------------------------------------
@@ -866,14 +948,21 @@ def command_plot(args) -> int:
 
 def command_run(args) -> int:
     started = time.time()
+    if args.resume and args.overwrite:
+        raise BenchmarkError("--resume and --overwrite: pass one (keep the finished runs, or start afresh)")
+    previous = None
     if args.output.exists() and not args.overwrite:
-        raise BenchmarkError(f"--output {args.output} exists; pass --overwrite to replace it")
+        if not args.resume:
+            raise BenchmarkError(f"--output {args.output} exists; pass --resume to train only its missing runs, or --overwrite to replace it")
+        previous = read_results(args.output)
     recipe = QUICK_RECIPE if args.quick or args.recipe == "quick" else Recipe()
     plan = QUICK_PLAN if args.quick else Plan()
     overrides = {name: tuple(getattr(args, name)) for name in ("ranks", "seeds", "omegas", "sweep_ranks") if getattr(args, name)}
     if args.cap:
         overrides.update(cap=args.cap, eval_every=max(1, args.cap // plan.evals_per_cap))
     plan = replace(plan, **overrides)
+    if previous is not None:
+        plan = resumed_plan(previous, args.output, plan, cap_given=bool(args.cap))
     if not set(plan.sweep_ranks) <= set(plan.ranks):
         raise BenchmarkError(f"--sweep-ranks {list(plan.sweep_ranks)} must be among --ranks {list(plan.ranks)}")
     if args.samples:
@@ -898,6 +987,8 @@ def command_run(args) -> int:
             command_prepare(argparse.Namespace(scene=["duck"], views=12, resolution=24, eval_every=4, output=scenes_path, overwrite=True))
     scenes = load_scenes(scenes_path)
     names = list(scenes)
+    if previous is not None:
+        check_resumable(previous, args.output, recipe, scenes_header(scenes))
     log_path = args.output.with_suffix(".log")
 
     def log(text: str) -> None:
@@ -918,13 +1009,17 @@ def command_run(args) -> int:
         log(f"timings alone: {timings}")
     pool = WorkerPool(scenes_path, recipe, device, args.workers, deadline) if args.workers > 0 else None
     try:
-        return _plan_and_run(args, started, scenes_path, scenes, recipe, plan, device, timings, jobs_per_kind, deadline, pool, log)
+        return _plan_and_run(args, started, scenes_path, scenes, recipe, plan, device, timings, jobs_per_kind, deadline, pool, log, previous)
     finally:
         if pool is not None:
             pool.close()
 
 
-def _plan_and_run(args, started, scenes_path, scenes, recipe, plan, device, timings, jobs_per_kind, deadline, pool, log) -> int:
+def scenes_header(scenes: dict) -> dict:
+    return {n: {"train_views": int(len(s["train"])), "test_views": int(len(s["test"])), "resolution": list(s["images"].shape[1:3])} for n, s in scenes.items()}
+
+
+def _plan_and_run(args, started, scenes_path, scenes, recipe, plan, device, timings, jobs_per_kind, deadline, pool, log, previous=None) -> int:
     names = list(scenes)
     concurrency = None
     if plan.cap == 0:
@@ -946,15 +1041,27 @@ def _plan_and_run(args, started, scenes_path, scenes, recipe, plan, device, timi
         "timings_alone_on_device": timings,
         "concurrency_probe": concurrency,
         "mps": os.environ.get("NERF_BENCH_MPS", "not set"),
-        "scenes": {n: {"train_views": int(len(s["train"])), "test_views": int(len(s["test"])), "resolution": list(s["images"].shape[1:3])} for n, s in scenes.items()},
+        "scenes": scenes_header(scenes),
         "parameters": {variant_name(k, r, 0.0).replace("-w0", ""): count_parameters(build_field(recipe, k, r, 100.0))
                        for k, r in [("dense", 0)] + [(k, r) for k in ("lowrank", "sine") for r in plan.ranks]},
         "machine": _machine(device),
         "matmul_precision": "highest (float32 products, no TF32)",
     }
-    report = Report(args.output, header)
-    run_jobs(scenes_path, names, recipe, plan, device, pool, deadline, report, log)
-    report.data["wall_seconds"] = time.time() - started
+    calls = []
+    if previous is None:
+        report = Report(args.output, header)
+    else:  # the first call's header (its command, timings and plan) stays; this call is one more in "calls"
+        kept, choice = runs_to_keep(previous)
+        first_header = {k: v for k, v in previous.items() if k not in ("runs", "omega_choice", "summary", "verdict", "calls")}
+        report = Report(args.output, first_header, kept, choice)
+        calls = previous.get("calls") or [{"wall_seconds": previous.get("wall_seconds"), "load_average_end": previous.get("load_average_end")}]
+        log(f"resuming {args.output}: {len(kept)} complete runs kept, omega choice {'kept' if choice else 'to be made'}")
+    trained = run_jobs(scenes_path, names, recipe, plan, device, pool, deadline, report, log)
+    calls.append({"command": header["command"], "started": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(started)),
+                  "wall_seconds": time.time() - started, "budget_seconds": args.budget_seconds, "runs_trained": trained,
+                  "machine": header["machine"], "load_average_end": list(os.getloadavg())})
+    report.data["calls"] = calls
+    report.data["wall_seconds"] = sum(call["wall_seconds"] or 0.0 for call in calls)
     report.data["load_average_end"] = list(os.getloadavg())
     report.write()
     log(f"wrote {args.output}")
@@ -1006,6 +1113,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     run.add_argument("--sweep-ranks", type=int, nargs="+", help="override the swept ranks (default 1 5)")
     run.add_argument("--cap", type=int, help="a fixed iteration cap instead of one planned from the timing")
     run.add_argument("--workdir", type=Path, default=ROOT / "benchmarks" / "runs" / "nerf", help="where --quick renders its scenes")
+    run.add_argument("--resume", action="store_true",
+                     help="--output exists: keep its complete runs and train the rest, with its cap and settings (repeat until done)")
     run.add_argument("--overwrite", action="store_true")
     args = parser.parse_args(argv)
     args.argv = argv

@@ -173,6 +173,48 @@ def test_quick_run_end_to_end(nerf, tmp_path):
     figure = tmp_path / "curves.png"
     nerf.plot_curves(data, figure)
     assert figure.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert len(data["calls"]) == 1 and data["calls"][0]["runs_trained"] == len(runs)
+
+    # --resume: a run the deadline cut short and a run never written are trained; the complete ones are kept
+    dense_key, lowrank_key = "ball/dense/seed0", "ball/lowrank-k1/seed0"
+    every_key = set(runs)
+    data["runs"][dense_key]["status"] = "deadline"
+    del data["runs"][lowrank_key]
+    out.write_text(json.dumps(data))
+    kept = {k: r for k, r in data["runs"].items() if k != dense_key}
+    again = subprocess.run([sys.executable, str(SCRIPT), "run", "--quick", "--scenes", str(scenes), "--output", str(out), "--resume"],
+                           capture_output=True, text=True, timeout=600)
+    assert again.returncode == 0, again.stderr
+    resumed = json.loads(out.read_text())
+    assert set(resumed["runs"]) == every_key
+    assert all(resumed["runs"][k] == r for k, r in kept.items())  # byte for byte, not retrained
+    assert resumed["runs"][dense_key]["status"] in ("converged", "cap")
+    assert resumed["runs"][lowrank_key]["status"] in ("converged", "cap")
+    assert [c["runs_trained"] for c in resumed["calls"]] == [len(every_key), 2]
+    assert resumed["omega_choice"] == data["omega_choice"]
+    # other settings cannot be mixed into the file: one line, exit 2, nothing written
+    before = out.read_text()
+    other = subprocess.run([sys.executable, str(SCRIPT), "run", "--quick", "--scenes", str(scenes), "--output", str(out), "--resume", "--seeds", "0", "1"],
+                           capture_output=True, text=True, timeout=600)
+    assert other.returncode == 2 and other.stderr.strip().count("\n") == 0 and "seeds" in other.stderr
+    assert out.read_text() == before
+
+
+def test_resume_keeps_complete_runs_and_an_omega_choice_only_from_a_complete_sweep(nerf):
+    def run(phase, kind, status, seed=0):
+        return {"phase": phase, "kind": kind, "status": status, "seed": seed, "also_main": phase == "sweep"}
+
+    runs = {"sweep-a": run("sweep", "sine", "converged"), "sweep-b": run("sweep", "sine", "cap"),
+            "dense": run("main", "dense", "diverged"), "lowrank": run("main", "lowrank", "deadline"),
+            "sine1": run("main", "sine", "converged", seed=1), "sine2": run("main", "sine", "failed", seed=2)}
+    choice = {"by_rank": {"1": 30.0}}
+    kept, kept_choice = nerf.runs_to_keep({"runs": runs, "omega_choice": choice})
+    assert set(kept) == {"sweep-a", "sweep-b", "dense", "sine1"} and kept_choice == choice
+    # a sweep run cut by the deadline: the choice is made again, and sine runs trained at the old one go
+    runs["sweep-b"]["status"] = "deadline"
+    kept, kept_choice = nerf.runs_to_keep({"runs": runs, "omega_choice": choice})
+    assert set(kept) == {"sweep-a", "dense"} and kept_choice is None
+    assert "also_main" not in kept["sweep-a"]
 
 
 def white_psnr(scene):
