@@ -183,6 +183,15 @@ def runs_written_meanwhile(output: Path, report: dict) -> list[dict]:
     return runs
 
 
+LAYER_ORDER = ("sine", "lowrank", "dense")
+
+
+def in_table_order(runs: list[dict]) -> list[dict]:
+    """Runs grouped by layer kind (sine, plain low-rank, dense), each kind's seeds in the order they were
+    written: processes sharing one --output finish in any order."""
+    return sorted(runs, key=lambda r: LAYER_ORDER.index(r["linear"]))
+
+
 def seed_summaries(runs: list[dict]) -> list[dict]:
     """Per layer kind run with two seeds or more: the final held-out PSNR's mean, sample standard
     deviation, range and the seeds, and the longest wall time (what a user must allow for)."""
@@ -200,7 +209,7 @@ def headline_markdown(data: dict) -> str:
     the time it took, and the parameters."""
     rows = ["| `ns-train sine-nerf-lite`, field MLP layers | parameters (of dense) | held-out PSNR (dB), mean ± std over seeds | "
             "lowest seed | longest run, 2 CPU cores (s) |", "|---|---|---|---|---|"]
-    for summary in seed_summaries(data["runs"]):
+    for summary in seed_summaries(in_table_order(data["runs"])):
         p = next(r for r in data["runs"] if r["linear"] == summary["linear"])["parameters"]
         rows.append(f"| {summary['kind']} | {p['model']:,} ({100 * p['model'] / p['dense_twin']:.1f} %) | "
                     f"{summary['psnr_mean']:.2f} ± {summary['psnr_std']:.2f} ({len(summary['seeds'])} seeds) | "
@@ -212,7 +221,7 @@ def plot(data: dict, output: Path) -> None:
     """Every run's held-out PSNR curve, one line per seed, coloured by layer kind, in one panel."""
     from experiments.common import layer_kind, plot_psnr_panels
 
-    lines = [{"label": layer_kind(r), "kind": r["linear"], "curve": r["psnr_curve"]} for r in data["runs"] if r["psnr_curve"]]
+    lines = [{"label": layer_kind(r), "kind": r["linear"], "curve": r["psnr_curve"]} for r in in_table_order(data["runs"]) if r["psnr_curve"]]
     scene = Path(data["scene"]).name if data["scene"] else "scene"
     plot_psnr_panels([(f"{METHOD} on {scene} at {data['resolution']} px, one line per seed", lines)], output)
 
@@ -226,7 +235,7 @@ def markdown(data: dict) -> str:
     rows = ["| method | field MLP layers | seed | parameters | % of dense | held-out PSNR (dB) ± std over eval images | SSIM | iterations | "
             "PSNR gain over the last quarter (dB) | ns-train wall (s) | load before / after | CPU stolen |",
             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
-    for r in data["runs"]:
+    for r in in_table_order(data["runs"]):
         kind = layer_kind(r)
         p, res = r["parameters"], r["results"]
         gain = "-" if r["last_quarter_gain_db"] is None else f"{r['last_quarter_gain_db']:+.2f}"
@@ -237,7 +246,7 @@ def markdown(data: dict) -> str:
         rows.append(f"| {METHOD} | {kind} | {r['seed']} | {p['model']:,} | {100 * p['model'] / p['dense_twin']:.1f} % | "
                     f"{res['psnr']:.2f}{spread} | {res['ssim']:.3f} | {r['iterations']:,} | {gain} | "
                     f"{r['ns_train_wall_seconds']:.0f} | {load[0]:.2f} / {load[1]:.2f} | {stolen} |")
-    summaries = seed_summaries(data["runs"])
+    summaries = seed_summaries(in_table_order(data["runs"]))
     if summaries:
         header = ["field MLP layers", *SEED_SUMMARY_COLUMNS, "longest ns-train wall (s)"]
         cells = [[s["kind"], *seed_summary_cells(s), f"{s['wall_max']:.0f}"] for s in summaries]

@@ -116,3 +116,17 @@ def test_plot_only_draws_the_curves_of_a_json_and_keeps_an_existing_png(lite, tm
     assert lite.main(["--plot-only", str(png), "--output", str(results)]) == 2  # exists, no --overwrite
     assert png.read_bytes() == before
     assert lite.main(["--plot-only", str(tmp_path / "other.png"), "--output", str(tmp_path / "missing.json")]) == 2
+
+
+def test_tables_group_runs_by_layer_kind_whatever_order_they_finished_in(lite):
+    runs = [_run("lowrank", 42, 24.0, 600.0), _run("sine", 42, 27.0, 500.0), _run("dense", 42, 31.0, 450.0),
+            _run("lowrank", 1, 23.0, 600.0), _run("sine", 1, 27.5, 500.0)]
+    for run in runs:
+        run.update(parameters={"model": 10, "dense_twin": 100}, iterations=4600, last_quarter_gain_db=0.1,
+                   load_average_1min_before_and_after=[1.0, 1.0])
+        run["results"].update(psnr_std=0.5, ssim=0.9)
+    assert [(r["linear"], r["seed"]) for r in lite.in_table_order(runs)] == [
+        ("sine", 42), ("sine", 1), ("lowrank", 42), ("lowrank", 1), ("dense", 42)]
+    rows = [line.split(" | ")[1:3] for line in lite.markdown({"runs": runs}).splitlines()[2:7]]
+    assert rows == [["sine k = 5, omega 100", "42"], ["sine k = 5, omega 100", "1"], ["lowrank k = 5", "42"],
+                    ["lowrank k = 5", "1"], ["dense", "42"]]
