@@ -217,6 +217,34 @@ def headline_markdown(data: dict) -> str:
     return "\n".join(rows)
 
 
+def paired_markdown(data: dict) -> str:
+    """Per seed run with both sine and plain low-rank layers: their held-out PSNR side by side (and dense's,
+    where it ran that seed), the difference sine minus plain low-rank, and that difference's mean ± sample
+    std over the seeds: the same seed pairs the runs, so the spread of the gap is the one to judge it by."""
+    from experiments.common import markdown_table, mean_std
+
+    psnr = {(r["linear"], r["seed"]): r["results"]["psnr"] for r in data["runs"]}
+    seeds = [r["seed"] for r in in_table_order(data["runs"]) if r["linear"] == "sine" and ("lowrank", r["seed"]) in psnr]
+    rows, gaps = [], []
+    for seed in seeds:
+        gap = psnr["sine", seed] - psnr["lowrank", seed]
+        gaps.append(gap)
+        dense = psnr.get(("dense", seed))
+        rows.append([str(seed), f"{psnr['sine', seed]:.2f}", f"{psnr['lowrank', seed]:.2f}",
+                     "-" if dense is None else f"{dense:.2f}", f"{gap:+.2f}"])
+    if len(gaps) > 1:
+        mean, std = mean_std(gaps)
+        rows.append([f"mean over {len(gaps)} seeds", "", "", "", f"**{mean:+.2f} ± {std:.2f}**"])
+    header = ["seed", "sine (dB)", "plain low-rank (dB)", "dense (dB)", "sine - plain low-rank (dB)"]
+    return markdown_table(header, rows).rstrip("\n")
+
+
+def paired_markdown_merged(reports: list[dict]) -> str:
+    """``paired_markdown`` over several reports of the same scene and run length (the headline's sine runs
+    and their twins were written to two files)."""
+    return paired_markdown({"runs": [run for report in reports for run in report["runs"]]})
+
+
 def plot(data: dict, output: Path) -> None:
     """Every run's held-out PSNR curve, one line per seed, coloured by layer kind, in one panel."""
     from experiments.common import layer_kind, plot_psnr_panels

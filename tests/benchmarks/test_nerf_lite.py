@@ -130,3 +130,13 @@ def test_tables_group_runs_by_layer_kind_whatever_order_they_finished_in(lite):
     rows = [line.split(" | ")[1:3] for line in lite.markdown({"runs": runs}).splitlines()[2:7]]
     assert rows == [["sine k = 5, omega 100", "42"], ["sine k = 5, omega 100", "1"], ["lowrank k = 5", "42"],
                     ["lowrank k = 5", "1"], ["dense", "42"]]
+
+
+def test_paired_table_takes_the_gap_per_seed_and_its_spread(lite):
+    runs = [_run("lowrank", 42, 24.0, 0.0), _run("sine", 42, 27.0, 0.0), _run("dense", 42, 31.0, 0.0),
+            _run("lowrank", 1, 26.0, 0.0), _run("sine", 1, 27.0, 0.0), _run("sine", 2, 28.0, 0.0)]
+    lines = lite.paired_markdown({"runs": runs}).splitlines()
+    assert lines[2] == "| 42 | 27.00 | 24.00 | 31.00 | +3.00 |"
+    assert lines[3] == "| 1 | 27.00 | 26.00 | - | +1.00 |"  # no dense run with seed 1; seed 2 has no pair
+    assert lines[4] == "| mean over 2 seeds |  |  |  | **+2.00 ± 1.41** |"  # sample std of (3, 1)
+    assert len(lines) == 5
