@@ -220,7 +220,8 @@ def headline_markdown(data: dict) -> str:
 def paired_markdown(data: dict) -> str:
     """Per seed run with both sine and plain low-rank layers: their held-out PSNR side by side (and dense's,
     where it ran that seed), the difference sine minus plain low-rank, and that difference's mean ± sample
-    std over the seeds: the same seed pairs the runs, so the spread of the gap is the one to judge it by."""
+    std over the seeds with a paired t-test: the same seed pairs the runs, so the spread of the gap is the one
+    to judge it by."""
     from experiments.common import markdown_table, mean_std
 
     psnr = {(r["linear"], r["seed"]): r["results"]["psnr"] for r in data["runs"]}
@@ -233,8 +234,12 @@ def paired_markdown(data: dict) -> str:
         rows.append([str(seed), f"{psnr['sine', seed]:.2f}", f"{psnr['lowrank', seed]:.2f}",
                      "-" if dense is None else f"{dense:.2f}", f"{gap:+.2f}"])
     if len(gaps) > 1:
+        from scipy.stats import ttest_1samp
+
         mean, std = mean_std(gaps)
-        rows.append([f"mean over {len(gaps)} seeds", "", "", "", f"**{mean:+.2f} ± {std:.2f}**"])
+        test = ttest_1samp(gaps, 0.0)  # paired t-test: the gaps of same-seed runs against no gap
+        rows.append([f"mean over {len(gaps)} seeds", "", "", "", f"**{mean:+.2f} ± {std:.2f}**; paired t {test.statistic:.2f} "
+                     f"({len(gaps) - 1} d.o.f.), two-sided p {test.pvalue:.3f}"])
     header = ["seed", "sine (dB)", "plain low-rank (dB)", "dense (dB)", "sine - plain low-rank (dB)"]
     return markdown_table(header, rows).rstrip("\n")
 

@@ -3,6 +3,7 @@ ns-eval commands end to end (16 px Duck, 20 iterations)."""
 
 import importlib.util
 import json
+import math
 import subprocess
 import sys
 from pathlib import Path
@@ -138,5 +139,6 @@ def test_paired_table_takes_the_gap_per_seed_and_its_spread(lite):
     lines = lite.paired_markdown({"runs": runs}).splitlines()
     assert lines[2] == "| 42 | 27.00 | 24.00 | 31.00 | +3.00 |"
     assert lines[3] == "| 1 | 27.00 | 26.00 | - | +1.00 |"  # no dense run with seed 1; seed 2 has no pair
-    assert lines[4] == "| mean over 2 seeds |  |  |  | **+2.00 ± 1.41** |"  # sample std of (3, 1)
+    # sample std of (3, 1) is sqrt(2); t = 2 / (sqrt(2) / sqrt(2)) = 2 on 1 d.o.f.: p = 1 - 2 atan(2) / pi
+    assert lines[4] == f"| mean over 2 seeds |  |  |  | **+2.00 ± 1.41**; paired t 2.00 (1 d.o.f.), two-sided p {1 - 2 * math.atan(2) / math.pi:.3f} |"
     assert len(lines) == 5
