@@ -725,7 +725,10 @@ COMPLETE = ("converged", "cap", "diverged")
 
 # --- resuming ----------------------------------------------------------------------------------------
 
-RESUMED_PLAN_FIELDS = ("ranks", "seeds", "omegas", "sweep_ranks", "gain_db", "cap", "eval_every", "evals_per_cap", "min_fraction")
+RESUMED_PLAN_FIELDS = {"ranks": "--ranks", "seeds": "--seeds", "omegas": "--omegas", "sweep_ranks": "--sweep-ranks",
+                       "cap": "--cap", "eval_every": "--cap", "gain_db": None, "evals_per_cap": None, "min_fraction": None}
+"""The plan's fields a resumed call must share with the file, and the option that sets each (None: none does,
+``eval_every`` follows ``--cap``)."""
 
 
 def read_results(path: Path) -> dict:
@@ -747,13 +750,12 @@ def resumed_plan(previous: dict, path: Path, plan: Plan, cap_given: bool) -> Pla
     saved = previous["plan"]
     if not cap_given:
         plan = replace(plan, cap=int(saved.get("cap", 0)), eval_every=int(saved.get("eval_every", 0)))
-    for name in RESUMED_PLAN_FIELDS:
+    for name, option in RESUMED_PLAN_FIELDS.items():
         mine, theirs = getattr(plan, name), saved.get(name)
         if isinstance(mine, tuple):
             mine, theirs = list(mine), list(theirs or [])
         if mine != theirs:
-            option = {"eval_every": "cap"}.get(name, name).replace("_", "-")  # eval_every follows --cap
-            remedy = f"give the same --{option}" if option in ("ranks", "seeds", "omegas", "sweep-ranks", "cap") else "it is not an option: use the file's benchmark version"
+            remedy = f"give the same {option}" if option else "it is not an option: use the file's benchmark version"
             raise BenchmarkError(f"--resume: {path} was run with {name} {theirs}, this command asks {mine} ({remedy}, or --overwrite to start afresh)")
     return plan
 

@@ -193,11 +193,11 @@ def in_table_order(runs: list[dict]) -> list[dict]:
 
 
 def seed_summaries(runs: list[dict]) -> list[dict]:
-    """Per layer kind run with two seeds or more: the final held-out PSNR's mean, sample standard
-    deviation, range and the seeds, and the longest wall time (what a user must allow for)."""
+    """Per layer kind run with two seeds or more, in table order: the final held-out PSNR's mean, sample
+    standard deviation, range and the seeds, and the longest wall time (what a user must allow for)."""
     from experiments.common import seed_summaries as summarise
 
-    summaries = summarise(runs, lambda r: r["linear"], lambda r: r["results"]["psnr"])
+    summaries = summarise(in_table_order(runs), lambda r: r["linear"], lambda r: r["results"]["psnr"])
     for s in summaries:
         s["linear"] = s["group"]
         s["wall_max"] = max(r["ns_train_wall_seconds"] for r in s["runs"])
@@ -209,7 +209,7 @@ def headline_markdown(data: dict) -> str:
     the time it took, and the parameters."""
     rows = ["| `ns-train sine-nerf-lite`, field MLP layers | parameters (of dense) | held-out PSNR (dB), mean ± std over seeds | "
             "lowest seed | longest run, 2 CPU cores (s) |", "|---|---|---|---|---|"]
-    for summary in seed_summaries(in_table_order(data["runs"])):
+    for summary in seed_summaries(data["runs"]):
         p = next(r for r in data["runs"] if r["linear"] == summary["linear"])["parameters"]
         rows.append(f"| {summary['kind']} | {p['model']:,} ({100 * p['model'] / p['dense_twin']:.1f} %) | "
                     f"{summary['psnr_mean']:.2f} ± {summary['psnr_std']:.2f} ({len(summary['seeds'])} seeds) | "
@@ -279,7 +279,7 @@ def markdown(data: dict) -> str:
         rows.append(f"| {METHOD} | {kind} | {r['seed']} | {p['model']:,} | {100 * p['model'] / p['dense_twin']:.1f} % | "
                     f"{res['psnr']:.2f}{spread} | {res['ssim']:.3f} | {r['iterations']:,} | {gain} | "
                     f"{r['ns_train_wall_seconds']:.0f} | {load[0]:.2f} / {load[1]:.2f} | {stolen} |")
-    summaries = seed_summaries(in_table_order(data["runs"]))
+    summaries = seed_summaries(data["runs"])
     if summaries:
         header = ["field MLP layers", *SEED_SUMMARY_COLUMNS, "longest ns-train wall (s)"]
         cells = [[s["kind"], *seed_summary_cells(s), f"{s['wall_max']:.0f}"] for s in summaries]
