@@ -49,6 +49,7 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
+from experiments.common import CONVERGED_GAIN_DB
 from sine_fields.convert import convert, count_parameters
 from sine_fields.fields.encodings import FourierFeatures
 from sine_fields.io import atomic_write_json
@@ -113,7 +114,7 @@ class Plan:
     omegas: tuple[float, ...] = (30.0, 100.0, 300.0, 1000.0)
     sweep_ranks: tuple[int, ...] = (1, 5)
     """Ranks swept over omegas (seed 0, first scene); another rank takes the omega best on average over these."""
-    gain_db: float = 0.3
+    gain_db: float = CONVERGED_GAIN_DB
     """A run has converged when its held-out PSNR gained less than this over the last quarter of its iterations."""
     cap: int = 0
     """Iterations at most (0: planned from the timing at the start)."""

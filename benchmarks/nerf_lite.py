@@ -217,30 +217,70 @@ def headline_markdown(data: dict) -> str:
     return "\n".join(rows)
 
 
+def seed_pairs(runs: list[dict]) -> list[tuple[int, float, float, float | None]]:
+    """``(seed, sine PSNR, plain low-rank PSNR, dense PSNR or None)`` for each seed run with both sine and
+    plain low-rank layers, in the order the sine runs were written: the same seed pairs the runs."""
+    psnr = {(r["linear"], r["seed"]): r["results"]["psnr"] for r in runs}
+    seeds = [r["seed"] for r in in_table_order(runs) if r["linear"] == "sine" and ("lowrank", r["seed"]) in psnr]
+    return [(seed, psnr["sine", seed], psnr["lowrank", seed], psnr.get(("dense", seed))) for seed in seeds]
+
+
+def paired_gap(gaps: list[float]) -> str:
+    """Sine minus plain low-rank over the seeds: mean ± sample std with a paired t-test (the gaps of
+    same-seed runs against no gap), or the one gap as it is."""
+    from experiments.common import mean_std
+
+    if len(gaps) < 2:
+        return f"{gaps[0]:+.2f} (one seed)"
+    from scipy.stats import ttest_1samp
+
+    mean, std = mean_std(gaps)
+    test = ttest_1samp(gaps, 0.0)
+    return f"**{mean:+.2f} ± {std:.2f}**; paired t {test.statistic:.2f} ({len(gaps) - 1} d.o.f.), two-sided p {test.pvalue:.3f}"
+
+
 def paired_markdown(data: dict) -> str:
     """Per seed run with both sine and plain low-rank layers: their held-out PSNR side by side (and dense's,
     where it ran that seed), the difference sine minus plain low-rank, and that difference's mean ± sample
     std over the seeds with a paired t-test: the same seed pairs the runs, so the spread of the gap is the one
     to judge it by."""
-    from experiments.common import markdown_table, mean_std
+    from experiments.common import markdown_table
 
-    psnr = {(r["linear"], r["seed"]): r["results"]["psnr"] for r in data["runs"]}
-    seeds = [r["seed"] for r in in_table_order(data["runs"]) if r["linear"] == "sine" and ("lowrank", r["seed"]) in psnr]
-    rows, gaps = [], []
-    for seed in seeds:
-        gap = psnr["sine", seed] - psnr["lowrank", seed]
-        gaps.append(gap)
-        dense = psnr.get(("dense", seed))
-        rows.append([str(seed), f"{psnr['sine', seed]:.2f}", f"{psnr['lowrank', seed]:.2f}",
-                     "-" if dense is None else f"{dense:.2f}", f"{gap:+.2f}"])
-    if len(gaps) > 1:
-        from scipy.stats import ttest_1samp
-
-        mean, std = mean_std(gaps)
-        test = ttest_1samp(gaps, 0.0)  # paired t-test: the gaps of same-seed runs against no gap
-        rows.append([f"mean over {len(gaps)} seeds", "", "", "", f"**{mean:+.2f} ± {std:.2f}**; paired t {test.statistic:.2f} "
-                     f"({len(gaps) - 1} d.o.f.), two-sided p {test.pvalue:.3f}"])
+    pairs = seed_pairs(data["runs"])
+    rows = [[str(seed), f"{sine:.2f}", f"{lowrank:.2f}", "-" if dense is None else f"{dense:.2f}", f"{sine - lowrank:+.2f}"]
+            for seed, sine, lowrank, dense in pairs]
+    if len(pairs) > 1:
+        rows.append([f"mean over {len(pairs)} seeds", "", "", "", paired_gap([sine - lowrank for _, sine, lowrank, _ in pairs])])
     header = ["seed", "sine (dB)", "plain low-rank (dB)", "dense (dB)", "sine - plain low-rank (dB)"]
+    return markdown_table(header, rows).rstrip("\n")
+
+
+def by_length_markdown(reports: list[dict]) -> str:
+    """One row per run length over several reports of one scene: each layer kind's held-out PSNR (mean ±
+    std over its seeds), the sine - plain low-rank gap over the seeds that ran both (paired), and how many
+    runs met the convergence rule (a gain under ``CONVERGED_GAIN_DB`` over the last quarter). Read down the
+    rows: does the gap hold as training gets longer?"""
+    from experiments.common import CONVERGED_GAIN_DB, markdown_table, mean_std
+
+    runs = [run for report in reports for run in report["runs"]]
+    rows = []
+    for length in sorted({r["iterations"] for r in runs}):
+        same = [r for r in runs if r["iterations"] == length]
+        cells = [f"{length:,}"]
+        for kind in LAYER_ORDER:
+            psnrs = [r["results"]["psnr"] for r in same if r["linear"] == kind]
+            if not psnrs:
+                cells.append("-")
+                continue
+            mean, std = mean_std(psnrs)
+            cells.append(f"{mean:.2f} ± {std:.2f} ({len(psnrs)})" if len(psnrs) > 1 else f"{mean:.2f} (1)")
+        pairs = seed_pairs(same)
+        cells.append("-" if not pairs else paired_gap([sine - lowrank for _, sine, lowrank, _ in pairs]))
+        settled = sum(r["last_quarter_gain_db"] is not None and r["last_quarter_gain_db"] < CONVERGED_GAIN_DB for r in same)
+        cells.append(f"{settled} of {len(same)}")
+        rows.append(cells)
+    header = ["steps", "sine (dB), mean ± std (seeds)", "plain low-rank (dB)", "dense (dB)",
+              "sine - plain low-rank, seed for seed (dB)", f"runs converged (< {CONVERGED_GAIN_DB} dB over the last quarter)"]
     return markdown_table(header, rows).rstrip("\n")
 
 

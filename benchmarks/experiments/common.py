@@ -10,7 +10,7 @@ from typing import Any, Callable, NoReturn, Sequence
 
 from sine_fields.io import atomic_write_json, atomic_write_text
 
-__all__ = ["OneLineParser", "SEED_SUMMARY_COLUMNS", "last_quarter_gain", "layer_kind", "mean_std", "markdown_table",
+__all__ = ["CONVERGED_GAIN_DB", "OneLineParser", "SEED_SUMMARY_COLUMNS", "last_quarter_gain", "layer_kind", "mean_std", "markdown_table",
            "parse_floats", "parse_ints", "plot_psnr_panels", "seed_summaries", "seed_summary_cells", "write_json_atomic", "write_text_atomic"]
 
 
@@ -57,6 +57,11 @@ def mean_std(values: Sequence[float]) -> tuple[float, float]:
     if n == 1:
         return mean, 0.0
     return mean, math.sqrt(sum((v - mean) ** 2 for v in values) / (n - 1))
+
+
+CONVERGED_GAIN_DB = 0.3
+"""A training run has converged when its held-out PSNR gained less than this over the last quarter of its
+iterations (the rule every training benchmark here reports against)."""
 
 
 def last_quarter_gain(curve: Sequence[Sequence[float]], iterations: int) -> float | None:

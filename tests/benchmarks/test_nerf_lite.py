@@ -142,3 +142,20 @@ def test_paired_table_takes_the_gap_per_seed_and_its_spread(lite):
     # sample std of (3, 1) is sqrt(2); t = 2 / (sqrt(2) / sqrt(2)) = 2 on 1 d.o.f.: p = 1 - 2 atan(2) / pi
     assert lines[4] == f"| mean over 2 seeds |  |  |  | **+2.00 ± 1.41**; paired t 2.00 (1 d.o.f.), two-sided p {1 - 2 * math.atan(2) / math.pi:.3f} |"
     assert len(lines) == 5
+
+
+def test_by_length_table_has_a_row_per_run_length_with_the_paired_gap_and_converged_count(lite):
+    def run(linear, seed, psnr, iterations, gain):
+        r = _run(linear, seed, psnr, 0.0)
+        r.update(iterations=iterations, last_quarter_gain_db=gain)
+        return r
+
+    short = {"runs": [run("sine", 42, 27.0, 2300, 1.0), run("lowrank", 42, 24.0, 2300, 0.5), run("sine", 1, 27.0, 2300, 1.0),
+                      run("lowrank", 1, 26.0, 2300, 0.2)]}
+    long = {"runs": [run("sine", 42, 28.0, 4600, 0.29), run("lowrank", 42, 27.0, 4600, 0.3), run("dense", 42, 32.0, 4600, None)]}
+    lines = lite.by_length_markdown([long, short]).splitlines()  # rows sorted by length whatever the reports' order
+    assert len(lines) == 4
+    p = 1 - 2 * math.atan(2) / math.pi  # the gaps (3, 1) as in the paired table's test
+    assert lines[2] == f"| 2,300 | 27.00 ± 0.00 (2) | 25.00 ± 1.41 (2) | - | **+2.00 ± 1.41**; paired t 2.00 (1 d.o.f.), two-sided p {p:.3f} | 1 of 4 |"
+    # one seed: no spread to give; a gain of exactly 0.3 dB is not under the rule, no curve is not converged
+    assert lines[3] == "| 4,600 | 28.00 (1) | 27.00 (1) | 32.00 (1) | +1.00 (one seed) | 1 of 3 |"
