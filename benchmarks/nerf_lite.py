@@ -5,6 +5,8 @@
         --output benchmarks/results/nerf-lite-duck-twins.json
     .venv/bin/python benchmarks/nerf_lite.py --linear sine --linear lowrank --linear dense --iterations 4600 \
         --output benchmarks/results/nerf-lite-duck-long.json                                 # twice the recipe's length
+    .venv/bin/python benchmarks/nerf_lite.py --linear sine --linear lowrank --iterations 9200 \
+        --output benchmarks/results/nerf-lite-duck-9200.json                                 # four times
     .venv/bin/python benchmarks/nerf_lite.py --plot-only docs/nerf_lite_duck_long.png --output benchmarks/results/nerf-lite-duck-long.json
     .venv/bin/python benchmarks/nerf_lite.py --quick --output /tmp/nerf-lite-quick.json     # CI: seconds
 
