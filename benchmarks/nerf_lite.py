@@ -7,6 +7,8 @@
         --output benchmarks/results/nerf-lite-duck-long.json                                 # twice the recipe's length
     .venv/bin/python benchmarks/nerf_lite.py --linear sine --linear lowrank --iterations 9200 \
         --output benchmarks/results/nerf-lite-duck-9200.json                                 # four times
+    .venv/bin/python benchmarks/nerf_lite.py --linear lowrank --lr-scale 2 --seed 42 --seed 1 --seed 2 \
+        --output benchmarks/results/nerf-lite-duck-lr2-lowrank.json                          # every rate x2
     .venv/bin/python benchmarks/nerf_lite.py --plot-only docs/nerf_lite_duck_long.png --output benchmarks/results/nerf-lite-duck-long.json
     .venv/bin/python benchmarks/nerf_lite.py --quick --output /tmp/nerf-lite-quick.json     # CI: seconds
 
@@ -21,7 +23,10 @@ training (every `steps_per_eval_all_images`) is read from the run's tensorboard 
 the gain over its last quarter, so the JSON shows whether the run had converged. A run already in the
 JSON with the same settings is not redone (`--overwrite` starts afresh). `--iterations N` passes
 `--max-num-iterations N` (the lite recipe's learning-rate schedules follow it) to ask whether a run has
-converged by the recipe's end; the curve keeps the recipe's evaluation every 575 steps.
+converged by the recipe's end; the curve keeps the recipe's evaluation every 575 steps. `--lr-scale F`
+multiplies every optimiser's starting and final learning rate (the recipe's, read from its config: the
+field's and the `U` factors') by F, to choose a rate per layer kind: the recipe's rates were screened on
+sine layers only.
 
 `--plot PNG` draws every run's held-out PSNR curve (one line per seed, coloured by layer kind) after the
 runs; `--plot-only PNG` draws it from the JSON that `--output` names, training nothing.
@@ -161,16 +166,38 @@ def train_and_evaluate(data: Path, linear: str, seed: int, work: Path, extra: li
         "load_average_1min_before_and_after": [load_before, load_after],
         "cpu_time_shares_during_training": cpu_shares,
         "precision": config.pipeline.model.precision,
+        # each optimiser's starting and final rate as the run used them (--lr-scale multiplies both)
+        "learning_rates": {name: [group["optimizer"].lr, group["scheduler"].lr_final]
+                           for name, group in config.optimizers.items()},
     }
 
 
-SETTINGS = ("scene", "views", "resolution", "quick", "iterations")
+SETTINGS = ("scene", "views", "resolution", "quick", "iterations", "lr_scale")
+# what a file written before a setting was recorded ran: the recipe's own length (None) and rates (x1)
+SETTING_DEFAULTS = {"lr_scale": 1.0}
 
 
 def same_settings(previous: dict, report: dict) -> bool:
-    """Whether a JSON already on disk holds runs of this command's settings (a file written before
-    ``iterations`` was recorded ran the recipe's own length: ``None``)."""
-    return all(previous.get(k) == report[k] for k in SETTINGS)
+    """Whether a JSON already on disk holds runs of this command's settings."""
+    return all(previous.get(k, SETTING_DEFAULTS.get(k)) == report[k] for k in SETTINGS)
+
+
+def lr_scale_flags(scale: float) -> list[str]:
+    """ns-train flags that multiply the lite recipe's starting and final learning rate of every optimiser
+    (``fields``, ``factors_u``) by ``scale``; none for 1. The rates are read from the recipe's config, so
+    they follow it if it changes."""
+    if not scale > 0:
+        raise BenchmarkError(f"--lr-scale {scale}: expected a positive factor")
+    if scale == 1.0:
+        return []
+    from sine_fields.methods.sine_nerf_lite import nerf_lite_trainer_config
+
+    flags = []
+    for name, group in nerf_lite_trainer_config().optimizers.items():
+        option = name.replace("_", "-")  # tyro's spelling of the dict key
+        flags += [f"--optimizers.{option}.optimizer.lr", f"{group['optimizer'].lr * scale:.6g}",
+                  f"--optimizers.{option}.scheduler.lr-final", f"{group['scheduler'].lr_final * scale:.6g}"]
+    return flags
 
 
 def runs_written_meanwhile(output: Path, report: dict) -> list[dict]:
@@ -286,6 +313,50 @@ def by_length_markdown(reports: list[dict]) -> str:
     return markdown_table(header, rows).rstrip("\n")
 
 
+def lr_sweep_markdown(reports: list[dict]) -> str:
+    """A learning-rate sweep of one run length: a row per layer kind and ``--lr-scale`` (each report's, 1 for a
+    file written before it was recorded), with the field's starting and final rate, the held-out PSNR per seed
+    and its mean ± std, and the last quarter's mean gain; then the comparison at each kind's own best scale
+    (highest mean PSNR), sine minus plain low-rank seed for seed over the seeds both ran there. The best scale
+    is picked on the same runs it is then compared with: with three scales and three seeds the pick favours
+    each kind a little, both alike."""
+    from experiments.common import markdown_table, mean_std
+
+    runs = [{**run, "lr_scale": report.get("lr_scale", SETTING_DEFAULTS["lr_scale"])}
+            for report in reports for run in report["runs"]]
+    lengths = {r["iterations"] for r in runs}
+    if len(lengths) != 1:
+        raise ValueError(f"a learning-rate sweep compares runs of one length; these ran {sorted(lengths)}")
+    groups: dict[tuple[str, float], list[dict]] = {}
+    for run in sorted(runs, key=lambda r: (LAYER_ORDER.index(r["linear"]), r["lr_scale"])):
+        groups.setdefault((run["linear"], run["lr_scale"]), []).append(run)
+    rows, means = [], {}
+    for (kind, scale), group in groups.items():
+        psnrs = [r["results"]["psnr"] for r in group]
+        mean, std = mean_std(psnrs)
+        means[kind, scale] = mean
+        rates = group[0].get("learning_rates", {}).get("fields")
+        gains = [r["last_quarter_gain_db"] for r in group if r["last_quarter_gain_db"] is not None]
+        rows.append([kind, f"x{scale:g}", "-" if rates is None else f"{rates[0]:.3g} → {rates[1]:.3g}",
+                     ", ".join(f"{r['seed']}: {r['results']['psnr']:.2f}" for r in group),
+                     f"{mean:.2f} ± {std:.2f} ({len(psnrs)})" if len(psnrs) > 1 else f"{mean:.2f} (1)",
+                     "-" if not gains else f"{sum(gains) / len(gains):+.2f}"])
+    table = markdown_table(["layers", "rates", "field rate, start → end", "held-out PSNR per seed (dB)",
+                            "mean ± std (seeds)", "last-quarter gain, mean (dB)"], rows).rstrip("\n")
+    best = {}
+    for kind in ("sine", "lowrank"):
+        scales = [(mean, scale) for (k, scale), mean in means.items() if k == kind]
+        if scales:
+            best[kind] = max(scales)[1]
+    if len(best) < 2:
+        return table
+    at_best = [r for r in runs if r["lr_scale"] == best[r["linear"]] and r["linear"] in best]
+    pairs = seed_pairs(at_best)
+    gap = "no seed ran both" if not pairs else paired_gap([sine - lowrank for _, sine, lowrank, _ in pairs])
+    return (f"{table}\n\nEach kind at its best rates (sine x{best['sine']:g}, plain low-rank x{best['lowrank']:g}), "
+            f"sine - plain low-rank, seed for seed ({len(pairs)} seeds): {gap} dB")
+
+
 def paired_markdown_merged(reports: list[dict]) -> str:
     """``paired_markdown`` over several reports of the same scene and run length (the headline's sine runs
     and their twins were written to two files)."""
@@ -356,6 +427,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--work", type=Path, help="where runs and logs go (default: beside --output, not committed)")
     parser.add_argument("--iterations", type=int,
                         help="ns-train's --max-num-iterations (default: the recipe's 2,300; the schedules follow it)")
+    parser.add_argument("--lr-scale", type=float, default=1.0, metavar="F",
+                        help="multiply every optimiser's starting and final learning rate by F (default: the recipe's, 1)")
     parser.add_argument("--quick", action="store_true", help="CI: 16 px, 8 views, 20 iterations")
     parser.add_argument("--output", type=Path, required=True)
     parser.add_argument("--plot", type=Path, help="after the runs, draw every run's PSNR curve into this PNG")
@@ -378,12 +451,13 @@ def main(argv: list[str] | None = None) -> int:
         args.views, args.resolution = 8, 16
     work = args.work or args.output.with_name(args.output.stem + "-runs")
     try:
-        extra = ns_train_flags(args.quick, args.iterations)
+        extra = ns_train_flags(args.quick, args.iterations) + lr_scale_flags(args.lr_scale)
         if args.data is not None and not (args.data / "transforms.json").is_file():
             raise BenchmarkError(f"--data {args.data}: no transforms.json (make one with `sine-fields data scene`)")
         report = {"command": " ".join(["benchmarks/nerf_lite.py", *(argv if argv is not None else sys.argv[1:])]),
                   "scene": str(args.data) if args.data else args.scene, "views": args.views,
                   "resolution": args.resolution, "quick": args.quick, "iterations": args.iterations,
+                  "lr_scale": args.lr_scale,
                   "machine": {"platform": platform.platform(), "cpu_count": os.cpu_count(),
                               "omp_num_threads": os.environ.get("OMP_NUM_THREADS"),
                               "bfloat16_tiles": cpu_has_bfloat16_tiles()},

@@ -52,7 +52,8 @@ def test_seed_summaries_give_mean_sample_std_and_range_per_layer_kind(lite):
 
 def test_quick_run_end_to_end(tmp_path):
     output = tmp_path / "lite.json"
-    command = [sys.executable, str(SCRIPT), "--quick", "--seed", "3", "--seed", "4", "--output", str(output)]
+    # half the recipe's rates: the flags reach ns-train, which records the rates it used in the run's config
+    command = [sys.executable, str(SCRIPT), "--quick", "--seed", "3", "--seed", "4", "--lr-scale", "0.5", "--output", str(output)]
     done = subprocess.run(command, capture_output=True, text=True, cwd=ROOT, timeout=600)
     assert done.returncode == 0, done.stderr[-2000:]
     data = json.loads(output.read_text())
@@ -72,6 +73,11 @@ def test_quick_run_end_to_end(tmp_path):
     shares = run["cpu_time_shares_during_training"]
     assert shares["busy"] > 0 and sum(shares.values()) == pytest.approx(1.0, abs=0.01)
     assert run["precision"] == "auto" and isinstance(data["machine"]["bfloat16_tiles"], bool)
+    assert data["lr_scale"] == 0.5
+    from sine_fields.methods.sine_nerf_lite import FACTORS_U_LR_SCALE, FIELD_LR, FIELD_LR_FINAL
+
+    assert run["learning_rates"]["fields"] == pytest.approx([FIELD_LR / 2, FIELD_LR_FINAL / 2])
+    assert run["learning_rates"]["factors_u"] == pytest.approx([FIELD_LR * FACTORS_U_LR_SCALE / 2, FIELD_LR_FINAL * FACTORS_U_LR_SCALE / 2])
     assert "| sine-nerf-lite | sine k = 5, omega 100 | 3 |" in done.stdout
     # the same command again: the finished run is kept, not redone
     again = subprocess.run(command, capture_output=True, text=True, cwd=ROOT, timeout=120)
@@ -89,6 +95,48 @@ def test_iterations_pass_the_run_length_and_refuse_what_cannot_run(lite):
     for quick, iterations in ((True, 100), (False, 3)):
         with pytest.raises(lite.BenchmarkError, match="--iterations"):
             lite.ns_train_flags(quick, iterations)
+
+
+def test_lr_scale_multiplies_every_optimisers_start_and_final_rate(lite):
+    from sine_fields.methods.sine_nerf_lite import FACTORS_U_LR_SCALE, FIELD_LR, FIELD_LR_FINAL
+
+    assert lite.lr_scale_flags(1.0) == []  # the recipe as a user runs it
+    flags = lite.lr_scale_flags(2.0)
+    pairs = dict(zip(flags[::2], (float(v) for v in flags[1::2])))
+    assert pairs == pytest.approx({
+        "--optimizers.fields.optimizer.lr": 2 * FIELD_LR, "--optimizers.fields.scheduler.lr-final": 2 * FIELD_LR_FINAL,
+        "--optimizers.factors-u.optimizer.lr": 2 * FIELD_LR * FACTORS_U_LR_SCALE,
+        "--optimizers.factors-u.scheduler.lr-final": 2 * FIELD_LR_FINAL * FACTORS_U_LR_SCALE})
+    for bad in (0.0, -1.0, float("nan")):
+        with pytest.raises(lite.BenchmarkError, match="--lr-scale"):
+            lite.lr_scale_flags(bad)
+    # a file written before the scale was recorded ran the recipe's rates
+    settings = {"scene": "duck", "views": 60, "resolution": 64, "quick": False, "iterations": None}
+    assert lite.same_settings(settings, {**settings, "lr_scale": 1.0})
+    assert not lite.same_settings(settings, {**settings, "lr_scale": 2.0})
+
+
+def test_lr_sweep_table_compares_each_kind_at_its_own_best_rates(lite):
+    def run(linear, seed, psnr):
+        r = _run(linear, seed, psnr, 0.0)
+        r.update(iterations=2300, last_quarter_gain_db=1.0, learning_rates={"fields": [0.005, 0.0002]})
+        return r
+
+    recipe = {"runs": [run("sine", 42, 27.0), run("sine", 1, 28.0), run("lowrank", 42, 24.0), run("lowrank", 1, 25.0)]}
+    doubled = {"lr_scale": 2.0, "runs": [run("sine", 42, 26.0), run("lowrank", 42, 27.0), run("lowrank", 1, 25.0)]}
+    for r in doubled["runs"]:
+        r["learning_rates"] = {"fields": [0.01, 0.0004]}
+    lines = lite.lr_sweep_markdown([doubled, recipe]).splitlines()
+    assert [line.split(" | ")[:3] for line in lines[2:6]] == [
+        ["| sine", "x1", "0.005 → 0.0002"], ["| sine", "x2", "0.01 → 0.0004"],
+        ["| lowrank", "x1", "0.005 → 0.0002"], ["| lowrank", "x2", "0.01 → 0.0004"]]
+    assert "| 42: 27.00, 1: 28.00 | 27.50 ± 0.71 (2) | +1.00 |" in lines[2]
+    assert "| 26.00 (1) |" in lines[3]
+    # sine is best at x1 (27.5 against 26), plain low-rank at x2 (26 against 24.5): gaps 27 - 27 and 28 - 25
+    assert lines[-1] == ("Each kind at its best rates (sine x1, plain low-rank x2), sine - plain low-rank, seed for seed "
+                         f"(2 seeds): **+1.50 ± 2.12**; paired t 1.00 (1 d.o.f.), two-sided p 0.500 dB")
+    with pytest.raises(ValueError, match="one length"):
+        lite.lr_sweep_markdown([recipe, {"runs": [{**run("sine", 3, 20.0), "iterations": 4600}]}])
 
 
 def test_runs_other_processes_wrote_meanwhile_are_kept_once(lite, tmp_path):
