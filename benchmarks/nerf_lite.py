@@ -316,10 +316,11 @@ def by_length_markdown(reports: list[dict]) -> str:
 def lr_sweep_markdown(reports: list[dict]) -> str:
     """A learning-rate sweep of one run length: a row per layer kind and ``--lr-scale`` (each report's, 1 for a
     file written before it was recorded), with the field's starting and final rate, the held-out PSNR per seed
-    and its mean ± std, and the last quarter's mean gain; then the comparison at each kind's own best scale
-    (highest mean PSNR), sine minus plain low-rank seed for seed over the seeds both ran there. The best scale
-    is picked on the same runs it is then compared with: with three scales and three seeds the pick favours
-    each kind a little, both alike."""
+    and its mean ± std, and the last quarter's mean gain; then sine against plain low-rank, each at its own
+    best scale, seed for seed over the seeds both ran there. A kind's best scale has the highest mean PSNR
+    over the seeds that every scale of that kind ran, so that a scale run on a lucky seed only does not win
+    by it. The best scale is picked on the same runs it is then compared with: with a few scales and seeds
+    the pick favours each kind a little, both alike."""
     from experiments.common import markdown_table, mean_std
 
     runs = [{**run, "lr_scale": report.get("lr_scale", SETTING_DEFAULTS["lr_scale"])}
@@ -330,14 +331,13 @@ def lr_sweep_markdown(reports: list[dict]) -> str:
     groups: dict[tuple[str, float], list[dict]] = {}
     for run in sorted(runs, key=lambda r: (LAYER_ORDER.index(r["linear"]), r["lr_scale"])):
         groups.setdefault((run["linear"], run["lr_scale"]), []).append(run)
-    rows, means = [], {}
+    rows = []
     for (kind, scale), group in groups.items():
         psnrs = [r["results"]["psnr"] for r in group]
         mean, std = mean_std(psnrs)
-        means[kind, scale] = mean
-        rates = group[0].get("learning_rates", {}).get("fields")
+        rates = group[0].get("learning_rates", {}).get("fields")  # not recorded by runs before --lr-scale
         gains = [r["last_quarter_gain_db"] for r in group if r["last_quarter_gain_db"] is not None]
-        rows.append([kind, f"x{scale:g}", "-" if rates is None else f"{rates[0]:.3g} → {rates[1]:.3g}",
+        rows.append([kind, f"x{scale:g}", "the recipe's" if rates is None else f"{rates[0]:.3g} → {rates[1]:.3g}",
                      ", ".join(f"{r['seed']}: {r['results']['psnr']:.2f}" for r in group),
                      f"{mean:.2f} ± {std:.2f} ({len(psnrs)})" if len(psnrs) > 1 else f"{mean:.2f} (1)",
                      "-" if not gains else f"{sum(gains) / len(gains):+.2f}"])
@@ -345,16 +345,18 @@ def lr_sweep_markdown(reports: list[dict]) -> str:
                             "mean ± std (seeds)", "last-quarter gain, mean (dB)"], rows).rstrip("\n")
     best = {}
     for kind in ("sine", "lowrank"):
-        scales = [(mean, scale) for (k, scale), mean in means.items() if k == kind]
-        if scales:
-            best[kind] = max(scales)[1]
+        scales = {scale: {r["seed"]: r["results"]["psnr"] for r in group} for (k, scale), group in groups.items() if k == kind}
+        common = set.intersection(*(set(psnr) for psnr in scales.values())) if scales else set()
+        if common:
+            best[kind] = max(scales, key=lambda scale: sum(scales[scale][seed] for seed in common))
     if len(best) < 2:
         return table
-    at_best = [r for r in runs if r["lr_scale"] == best[r["linear"]] and r["linear"] in best]
+    at_best = [r for r in runs if r["linear"] in best and r["lr_scale"] == best[r["linear"]]]
     pairs = seed_pairs(at_best)
     gap = "no seed ran both" if not pairs else paired_gap([sine - lowrank for _, sine, lowrank, _ in pairs])
+    seeds = f"{len(pairs)} seed" + ("s" if len(pairs) != 1 else "")
     return (f"{table}\n\nEach kind at its best rates (sine x{best['sine']:g}, plain low-rank x{best['lowrank']:g}), "
-            f"sine - plain low-rank, seed for seed ({len(pairs)} seeds): {gap} dB")
+            f"sine - plain low-rank seed for seed over {seeds} (dB): {gap}")
 
 
 def paired_markdown_merged(reports: list[dict]) -> str:

@@ -122,19 +122,30 @@ def test_lr_sweep_table_compares_each_kind_at_its_own_best_rates(lite):
         r.update(iterations=2300, last_quarter_gain_db=1.0, learning_rates={"fields": [0.005, 0.0002]})
         return r
 
-    recipe = {"runs": [run("sine", 42, 27.0), run("sine", 1, 28.0), run("lowrank", 42, 24.0), run("lowrank", 1, 25.0)]}
-    doubled = {"lr_scale": 2.0, "runs": [run("sine", 42, 26.0), run("lowrank", 42, 27.0), run("lowrank", 1, 25.0)]}
+    recipe = {"runs": [run("sine", 42, 27.0), run("sine", 1, 28.0), run("lowrank", 42, 24.0), run("lowrank", 1, 25.0),
+                       run("dense", 42, 31.0)]}  # dense: a reference row, not in the comparison
+    doubled = {"lr_scale": 2.0, "runs": [run("sine", 42, 26.0), run("lowrank", 42, 27.0)]}
     for r in doubled["runs"]:
         r["learning_rates"] = {"fields": [0.01, 0.0004]}
     lines = lite.lr_sweep_markdown([doubled, recipe]).splitlines()
-    assert [line.split(" | ")[:3] for line in lines[2:6]] == [
+    assert [line.split(" | ")[:3] for line in lines[2:7]] == [
         ["| sine", "x1", "0.005 → 0.0002"], ["| sine", "x2", "0.01 → 0.0004"],
-        ["| lowrank", "x1", "0.005 → 0.0002"], ["| lowrank", "x2", "0.01 → 0.0004"]]
+        ["| lowrank", "x1", "0.005 → 0.0002"], ["| lowrank", "x2", "0.01 → 0.0004"], ["| dense", "x1", "0.005 → 0.0002"]]
     assert "| 42: 27.00, 1: 28.00 | 27.50 ± 0.71 (2) | +1.00 |" in lines[2]
     assert "| 26.00 (1) |" in lines[3]
     # sine is best at x1 (27.5 against 26), plain low-rank at x2 (26 against 24.5): gaps 27 - 27 and 28 - 25
-    assert lines[-1] == ("Each kind at its best rates (sine x1, plain low-rank x2), sine - plain low-rank, seed for seed "
-                         f"(2 seeds): **+1.50 ± 2.12**; paired t 1.00 (1 d.o.f.), two-sided p 0.500 dB")
+    # plain low-rank x2 ran seed 42 only: the best scale is judged on that seed, where x2 has 27 against 24
+    assert lines[-1] == ("Each kind at its best rates (sine x1, plain low-rank x2), sine - plain low-rank seed for seed "
+                         "over 1 seed (dB): +0.00 (one seed)")
+    # with seed 1 at x2 as well, on a seed where x1 is better, x2 still wins on the mean of both seeds (26 against 24.5)
+    doubled["runs"].append(run("lowrank", 1, 25.0))
+    doubled["runs"][-1]["learning_rates"] = {"fields": [0.01, 0.0004]}
+    lines = lite.lr_sweep_markdown([doubled, recipe]).splitlines()
+    # gaps 27 - 27 and 28 - 25: mean 1.5, sample std 2.12, t = 1.5 / (2.12 / sqrt(2)) = 1 on 1 d.o.f.: p 0.5
+    assert lines[-1].endswith("over 2 seeds (dB): **+1.50 ± 2.12**; paired t 1.00 (1 d.o.f.), two-sided p 0.500")
+    # a run written before the rates were recorded says so
+    del recipe["runs"][0]["learning_rates"]
+    assert "| sine | x1 | the recipe's |" in lite.lr_sweep_markdown([recipe])
     with pytest.raises(ValueError, match="one length"):
         lite.lr_sweep_markdown([recipe, {"runs": [{**run("sine", 3, 20.0), "iterations": 4600}]}])
 
