@@ -351,12 +351,20 @@ def lr_sweep_markdown(reports: list[dict]) -> str:
             best[kind] = max(scales, key=lambda scale: sum(scales[scale][seed] for seed in common))
     if len(best) < 2:
         return table
-    at_best = [r for r in runs if r["linear"] in best and r["lr_scale"] == best[r["linear"]]]
-    pairs = seed_pairs(at_best)
-    gap = "no seed ran both" if not pairs else paired_gap([sine - lowrank for _, sine, lowrank, _ in pairs])
-    seeds = f"{len(pairs)} seed" + ("s" if len(pairs) != 1 else "")
-    return (f"{table}\n\nEach kind at its best rates (sine x{best['sine']:g}, plain low-rank x{best['lowrank']:g}), "
-            f"sine - plain low-rank seed for seed over {seeds} (dB): {gap}")
+    # sine at its best rates against plain low-rank at each of its own, seed for seed: the best rates' row is
+    # the comparison, the others show how much the choice of rates moves it
+    sine_runs = [r for r in runs if r["linear"] == "sine" and r["lr_scale"] == best["sine"]]
+    rows = []
+    for (kind, scale), group in groups.items():
+        if kind != "lowrank":
+            continue
+        pairs = seed_pairs(sine_runs + group)
+        gap = "no seed ran both" if not pairs else paired_gap([sine - lowrank for _, sine, lowrank, _ in pairs])
+        rows.append([f"x{scale:g}" + (" (its best)" if scale == best["lowrank"] else ""),
+                     ", ".join(str(seed) for seed, *_ in pairs) or "-", gap])
+    comparison = markdown_table([f"plain low-rank rates (sine at its best, x{best['sine']:g})", "seeds",
+                                 "sine - plain low-rank, seed for seed (dB)"], rows).rstrip("\n")
+    return f"{table}\n\n{comparison}"
 
 
 def paired_markdown_merged(reports: list[dict]) -> str:

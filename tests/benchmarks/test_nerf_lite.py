@@ -122,7 +122,7 @@ def test_lr_sweep_table_compares_each_kind_at_its_own_best_rates(lite):
         r.update(iterations=2300, last_quarter_gain_db=1.0, learning_rates={"fields": [0.005, 0.0002]})
         return r
 
-    recipe = {"runs": [run("sine", 42, 27.0), run("sine", 1, 28.0), run("lowrank", 42, 24.0), run("lowrank", 1, 25.0),
+    recipe = {"runs": [run("sine", 42, 27.0), run("sine", 1, 28.0), run("lowrank", 42, 24.0), run("lowrank", 1, 26.0),
                        run("dense", 42, 31.0)]}  # dense: a reference row, not in the comparison
     doubled = {"lr_scale": 2.0, "runs": [run("sine", 42, 26.0), run("lowrank", 42, 27.0)]}
     for r in doubled["runs"]:
@@ -134,15 +134,18 @@ def test_lr_sweep_table_compares_each_kind_at_its_own_best_rates(lite):
     assert "| 42: 27.00, 1: 28.00 | 27.50 ± 0.71 (2) | +1.00 |" in lines[2]
     assert "| 26.00 (1) |" in lines[3]
     # sine is best at x1 (27.5 against 26), plain low-rank at x2 (26 against 24.5): gaps 27 - 27 and 28 - 25
-    # plain low-rank x2 ran seed 42 only: the best scale is judged on that seed, where x2 has 27 against 24
-    assert lines[-1] == ("Each kind at its best rates (sine x1, plain low-rank x2), sine - plain low-rank seed for seed "
-                         "over 1 seed (dB): +0.00 (one seed)")
-    # with seed 1 at x2 as well, on a seed where x1 is better, x2 still wins on the mean of both seeds (26 against 24.5)
+    # sine is best at x1 (seed 42: 27 against 26); plain low-rank x2 ran seed 42 only, so its best is judged on
+    # that seed, where x2 has 27 against 24 (x1's better mean over two seeds does not count)
+    assert lines[-4] == "| plain low-rank rates (sine at its best, x1) | seeds | sine - plain low-rank, seed for seed (dB) |"
+    # gaps 27 - 24 and 28 - 26: mean 2.5, sample std sqrt(0.5), t = 2.5 / (sqrt(0.5) / sqrt(2)) = 5 on 1 d.o.f.
+    assert lines[-2] == f"| x1 | 42, 1 | **+2.50 ± 0.71**; paired t 5.00 (1 d.o.f.), two-sided p {1 - 2 * math.atan(5) / math.pi:.3f} |"
+    assert lines[-1] == "| x2 (its best) | 42 | +0.00 (one seed) |"
+    # with seed 1 at x2 as well, on a seed where x1 is better, x2 still wins on the mean of both seeds (26 against 25)
     doubled["runs"].append(run("lowrank", 1, 25.0))
     doubled["runs"][-1]["learning_rates"] = {"fields": [0.01, 0.0004]}
     lines = lite.lr_sweep_markdown([doubled, recipe]).splitlines()
     # gaps 27 - 27 and 28 - 25: mean 1.5, sample std 2.12, t = 1.5 / (2.12 / sqrt(2)) = 1 on 1 d.o.f.: p 0.5
-    assert lines[-1].endswith("over 2 seeds (dB): **+1.50 ± 2.12**; paired t 1.00 (1 d.o.f.), two-sided p 0.500")
+    assert lines[-1] == "| x2 (its best) | 42, 1 | **+1.50 ± 2.12**; paired t 1.00 (1 d.o.f.), two-sided p 0.500 |"
     # a run written before the rates were recorded says so
     del recipe["runs"][0]["learning_rates"]
     assert "| sine | x1 | the recipe's |" in lite.lr_sweep_markdown([recipe])
