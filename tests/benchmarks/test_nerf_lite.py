@@ -154,7 +154,7 @@ def test_lr_sweep_table_compares_each_kind_at_its_own_best_rates(lite):
 
 
 def test_runs_other_processes_wrote_meanwhile_are_kept_once(lite, tmp_path):
-    settings = {"scene": "duck", "views": 60, "resolution": 64, "quick": False, "iterations": 4600}
+    settings = {"scene": "duck", "views": 60, "resolution": 64, "quick": False, "iterations": 4600, "lr_scale": 1.0}
     output = tmp_path / "long.json"
     mine = {**settings, "runs": [{"linear": "sine", "seed": 42}]}
     assert lite.runs_written_meanwhile(output, mine) == [{"linear": "sine", "seed": 42}]  # no file yet
