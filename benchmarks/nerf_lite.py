@@ -8,7 +8,7 @@
     .venv/bin/python benchmarks/nerf_lite.py --linear sine --linear lowrank --iterations 9200 \
         --output benchmarks/results/nerf-lite-duck-9200.json                                 # four times
     .venv/bin/python benchmarks/nerf_lite.py --linear lowrank --lr-scale 2 --seed 42 --seed 1 --seed 2 \
-        --output benchmarks/results/nerf-lite-duck-lr2-lowrank.json                          # every rate x2
+        --output benchmarks/results/nerf-lite-duck-lr2.json                                  # every rate x2
     .venv/bin/python benchmarks/nerf_lite.py --plot-only docs/nerf_lite_duck_long.png --output benchmarks/results/nerf-lite-duck-long.json
     .venv/bin/python benchmarks/nerf_lite.py --quick --output /tmp/nerf-lite-quick.json     # CI: seconds
 
