@@ -316,8 +316,8 @@ def by_length_markdown(reports: list[dict]) -> str:
 def lr_sweep_markdown(reports: list[dict]) -> str:
     """A learning-rate sweep of one run length: a row per layer kind and ``--lr-scale`` (each report's, 1 for a
     file written before it was recorded), with the field's starting and final rate, the held-out PSNR per seed
-    and its mean ± std, and the last quarter's mean gain; then sine against plain low-rank, each at its own
-    best scale, seed for seed over the seeds both ran there. A kind's best scale has the highest mean PSNR
+    and its mean ± std, and the last quarter's mean gain; then sine at its best scale against plain low-rank at
+    each of its scales (its best marked), seed for seed over the seeds both ran. A kind's best scale has the highest mean PSNR
     over the seeds that every scale of that kind ran, so that a scale run on a lucky seed only does not win
     by it. The best scale is picked on the same runs it is then compared with: with a few scales and seeds
     the pick favours each kind a little, both alike."""
