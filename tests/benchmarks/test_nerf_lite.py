@@ -133,7 +133,6 @@ def test_lr_sweep_table_compares_each_kind_at_its_own_best_rates(lite):
         ["| lowrank", "x1", "0.005 → 0.0002"], ["| lowrank", "x2", "0.01 → 0.0004"], ["| dense", "x1", "0.005 → 0.0002"]]
     assert "| 42: 27.00, 1: 28.00 | 27.50 ± 0.71 (2) | +1.00 |" in lines[2]
     assert "| 26.00 (1) |" in lines[3]
-    # sine is best at x1 (27.5 against 26), plain low-rank at x2 (26 against 24.5): gaps 27 - 27 and 28 - 25
     # sine is best at x1 (seed 42: 27 against 26); plain low-rank x2 ran seed 42 only, so its best is judged on
     # that seed, where x2 has 27 against 24 (x1's better mean over two seeds does not count)
     assert lines[-4] == "| plain low-rank rates (sine at its best, x1) | seeds | sine - plain low-rank, seed for seed (dB) |"
