@@ -284,12 +284,21 @@ def paired_markdown(data: dict) -> str:
     return markdown_table(header, rows).rstrip("\n")
 
 
+def seeds_mean_cell(psnrs: list[float]) -> str:
+    """A table cell for one group's held-out PSNR over its seeds: ``mean ± sample std (seeds)``, or the one
+    value with ``(1)``: a single seed has no spread to show."""
+    from experiments.common import mean_std
+
+    mean, std = mean_std(psnrs)
+    return f"{mean:.2f} ± {std:.2f} ({len(psnrs)})" if len(psnrs) > 1 else f"{mean:.2f} (1)"
+
+
 def by_length_markdown(reports: list[dict]) -> str:
     """One row per run length over several reports of one scene: each layer kind's held-out PSNR (mean ±
     std over its seeds), the sine - plain low-rank gap over the seeds that ran both (paired), and how many
     runs met the convergence rule (a gain under ``CONVERGED_GAIN_DB`` over the last quarter). Read down the
     rows: does the gap hold as training gets longer?"""
-    from experiments.common import CONVERGED_GAIN_DB, markdown_table, mean_std
+    from experiments.common import CONVERGED_GAIN_DB, markdown_table
 
     runs = [run for report in reports for run in report["runs"]]
     rows = []
@@ -298,11 +307,7 @@ def by_length_markdown(reports: list[dict]) -> str:
         cells = [f"{length:,}"]
         for kind in LAYER_ORDER:
             psnrs = [r["results"]["psnr"] for r in same if r["linear"] == kind]
-            if not psnrs:
-                cells.append("-")
-                continue
-            mean, std = mean_std(psnrs)
-            cells.append(f"{mean:.2f} ± {std:.2f} ({len(psnrs)})" if len(psnrs) > 1 else f"{mean:.2f} (1)")
+            cells.append(seeds_mean_cell(psnrs) if psnrs else "-")
         pairs = seed_pairs(same)
         cells.append("-" if not pairs else paired_gap([sine - lowrank for _, sine, lowrank, _ in pairs]))
         settled = sum(r["last_quarter_gain_db"] is not None and r["last_quarter_gain_db"] < CONVERGED_GAIN_DB for r in same)
@@ -321,7 +326,7 @@ def lr_sweep_markdown(reports: list[dict]) -> str:
     over the seeds that every scale of that kind ran, so that a scale run on a lucky seed only does not win
     by it. The best scale is picked on the same runs it is then compared with: with a few scales and seeds
     the pick favours each kind a little, both alike."""
-    from experiments.common import markdown_table, mean_std
+    from experiments.common import markdown_table
 
     runs = [{**run, "lr_scale": report.get("lr_scale", SETTING_DEFAULTS["lr_scale"])}
             for report in reports for run in report["runs"]]
@@ -334,12 +339,11 @@ def lr_sweep_markdown(reports: list[dict]) -> str:
     rows = []
     for (kind, scale), group in groups.items():
         psnrs = [r["results"]["psnr"] for r in group]
-        mean, std = mean_std(psnrs)
         rates = group[0].get("learning_rates", {}).get("fields")  # not recorded by runs before --lr-scale
         gains = [r["last_quarter_gain_db"] for r in group if r["last_quarter_gain_db"] is not None]
         rows.append([kind, f"x{scale:g}", "the recipe's" if rates is None else f"{rates[0]:.3g} → {rates[1]:.3g}",
                      ", ".join(f"{r['seed']}: {r['results']['psnr']:.2f}" for r in group),
-                     f"{mean:.2f} ± {std:.2f} ({len(psnrs)})" if len(psnrs) > 1 else f"{mean:.2f} (1)",
+                     seeds_mean_cell(psnrs),
                      "-" if not gains else f"{sum(gains) / len(gains):+.2f}"])
     table = markdown_table(["layers", "rates", "field rate, start → end", "held-out PSNR per seed (dB)",
                             "mean ± std (seeds)", "last-quarter gain, mean (dB)"], rows).rstrip("\n")
