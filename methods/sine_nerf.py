@@ -38,6 +38,7 @@ from sine_fields.methods.common import (
     factorise_mlps,
     lpips_only_if_available,
 )
+from sine_fields.methods.rgba import StraightAlphaRGBA
 
 __all__ = ["NeRFFieldOptions", "SineNeRFModel", "SineNeRFModelConfig", "build_nerf_field", "derive", "nerf_trainer_config"]
 
@@ -116,7 +117,7 @@ def build_nerf_field(c: NeRFFieldOptions) -> NeRFField:
     return nerf_field
 
 
-class SineNeRFModel(NeRFModel):
+class SineNeRFModel(StraightAlphaRGBA, NeRFModel):
     """``NeRFModel`` whose coarse and fine fields have the config's shape, density activation and
     layer kind (MLP layers swapped after construction)."""
 

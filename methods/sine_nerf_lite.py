@@ -41,6 +41,7 @@ from sine_fields.methods.common import (
 )
 from sine_fields.methods.density_grid import DensityGrid
 from sine_fields.methods.precision import FieldPrecision, field_autocast, resolve_precision
+from sine_fields.methods.rgba import StraightAlphaRGBA
 from sine_fields.methods.sine_nerf import NERF_MLPS, NeRFFieldOptions, build_nerf_field, nerf_trainer_config
 
 __all__ = ["FACTORS_U_LR_SCALE", "LiteTrainerConfig", "SineNeRFLiteModel", "SineNeRFLiteModelConfig",
@@ -117,7 +118,7 @@ class SineNeRFLiteModelConfig(ModelConfig, FactorisedMLPOptions, NeRFFieldOption
         resolve_precision(self.precision, torch.device("cpu"))
 
 
-class SineNeRFLiteModel(Model):
+class SineNeRFLiteModel(StraightAlphaRGBA, Model):
     """A NeRF field rendered with samples placed by a ``DensityGrid`` of its own density."""
 
     config: SineNeRFLiteModelConfig

@@ -37,6 +37,7 @@ from sine_fields.methods.common import (
     factorise_mlps,
     lpips_only_if_available,
 )
+from sine_fields.methods.rgba import StraightAlphaRGBA
 
 __all__ = ["SineNerfactoModel", "SineNerfactoModelConfig", "nerfacto_trainer_config"]
 
@@ -86,7 +87,7 @@ def _torch_mlps(field_module: nn.Module) -> None:
         head.build_nn_modules()
 
 
-class SineNerfactoModel(NerfactoModel):
+class SineNerfactoModel(StraightAlphaRGBA, NerfactoModel):
     """``NerfactoModel`` with its field's MLP layers swapped after construction."""
 
     config: SineNerfactoModelConfig
