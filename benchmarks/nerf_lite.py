@@ -411,7 +411,27 @@ def markdown(data: dict) -> str:
         header = ["field MLP layers", *SEED_SUMMARY_COLUMNS, "longest ns-train wall (s)"]
         cells = [[s["kind"], *seed_summary_cells(s), f"{s['wall_max']:.0f}"] for s in summaries]
         rows += ["", markdown_table(header, cells).rstrip("\n")]
+    machine_line = arithmetic_note(data)
+    if machine_line:
+        rows += ["", machine_line]
     return "\n".join(rows)
+
+
+def arithmetic_note(data: dict) -> str:
+    """What arithmetic the file's runs used, and on how many threads: the wall times mean little without it
+    (``precision auto`` is bfloat16 only on a CPU with AMX tiles, several times faster there). Empty for a
+    file that did not record its machine."""
+    machine = data.get("machine") or {}
+    if machine.get("bfloat16_tiles") is None:
+        return ""
+    precisions = {r.get("precision", "auto") for r in data["runs"]}
+    if precisions == {"auto"}:
+        products = ("bfloat16 (`precision auto` on a CPU with AMX tiles)" if machine["bfloat16_tiles"]
+                    else "float32 (`precision auto` on a CPU without AMX tiles)")
+    else:
+        products = "per run: " + ", ".join(sorted(precisions))
+    threads = machine.get("omp_num_threads") or f"all {machine.get('cpu_count')} cores"
+    return f"Field products: {products}; threads per run: {threads}."
 
 
 def ns_train_flags(quick: bool, iterations: int | None) -> list[str]:

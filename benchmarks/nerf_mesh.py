@@ -43,7 +43,8 @@ def mesh_levels(config: Path, work: Path, levels: list[float | None], resolution
     recorded, pipeline, checkpoint, dataset = load_pipeline(config)
     frame = SceneFrame.of(pipeline.datamanager.train_dataparser_outputs)
     run = {"config": str(config), "method": recorded.method_name, "checkpoint": checkpoint.name,
-           "dataset": str(dataset), "model_parameters": int(sum(p.numel() for p in pipeline.model.parameters()))}
+           "dataset": str(dataset), "model_parameters": int(sum(p.numel() for p in pipeline.model.parameters())),
+           "scene_box": pipeline.datamanager.train_dataparser_outputs.scene_box.aabb.tolist()}
     rows = []
     opacities = list(opacities) if opacities else [None]  # None: nerf-mesh's default for the smoothing
     settings = [(f, s, l, o) for f in fills for s in smooths for l in levels for o in (opacities if l is None else [None])]
@@ -69,18 +70,32 @@ def mesh_levels(config: Path, work: Path, levels: list[float | None], resolution
     return run, rows, frame
 
 
-def poisson(config: Path, dataset: Path, frame, work: Path, points: int) -> dict:
-    """`ns-export poisson` (point-cloud texture, open3d normals) on the run, scored like nerf-mesh;
-    ``frame`` (a ``SceneFrame``) maps its model-frame mesh to the dataset frame."""
+def poisson_command(config: Path, folder: Path, points: int, crop: np.ndarray | None = None) -> list[str]:
+    """The `ns-export poisson` command line: point-cloud texture, open3d normals, and with ``crop`` (a
+    model-frame box ``[[min], [max]]``) nerfstudio's oriented-box crop of the point cloud set to that box
+    (``OrientedBox.within`` keeps ``|p - center| <= scale / 2``; ns-export's ``--bounding-box-*`` flags are
+    not read by its Poisson exporter)."""
+    command = [str(Path(sys.executable).parent / "ns-export"), "poisson", "--load-config", str(config),
+               "--output-dir", str(folder), "--texture-method", "point_cloud", "--normal-method", "open3d",
+               "--num-points", str(points)]
+    if crop is not None:
+        low, high = np.asarray(crop, dtype=np.float64)
+        command += ["--obb-center", *(f"{v:g}" for v in (low + high) / 2), "--obb-rotation", "0", "0", "0",
+                    "--obb-scale", *(f"{v:g}" for v in high - low)]
+    return command
+
+
+def poisson(config: Path, dataset: Path, frame, work: Path, points: int, crop: np.ndarray | None = None) -> dict:
+    """`ns-export poisson` (``poisson_command``) on the run, scored like nerf-mesh; ``frame`` (a
+    ``SceneFrame``) maps its model-frame mesh to the dataset frame. ``crop``: the model-frame box its point
+    cloud is cropped to, or None for the exporter's default (no crop)."""
     from sine_fields.methods.nerf_mesh import score_mesh
 
     import trimesh
 
-    folder = work / "poisson"
+    folder = work / ("poisson" if crop is None else "poisson-scene-box")
     shutil.rmtree(folder, ignore_errors=True)
-    command = [str(Path(sys.executable).parent / "ns-export"), "poisson", "--load-config", str(config),
-               "--output-dir", str(folder), "--texture-method", "point_cloud", "--normal-method", "open3d",
-               "--num-points", str(points)]
+    command = poisson_command(config, folder, points, crop)
     load = _load()
     started = time.perf_counter()
     done = subprocess.run(command, capture_output=True, text=True)
@@ -91,6 +106,7 @@ def poisson(config: Path, dataset: Path, frame, work: Path, points: int) -> dict
     vertices = frame.to_dataset(mesh.vertices) if len(mesh.vertices) else np.zeros((0, 3))
     metrics = score_mesh(vertices, np.asarray(mesh.faces), dataset / "mesh.ply")
     return {"mesh": "ns-export poisson", "command": " ".join(["ns-export"] + command[1:]), "num_points": points,
+            "crop": None if crop is None else "scene box",
             "faces": int(len(mesh.faces)), "seconds": round(seconds, 2), "load_average": load,
             **{k: metrics[k] for k in METRICS}}
 
@@ -106,7 +122,8 @@ def markdown(data: dict) -> str:
             level = (f"auto (opacity {row['auto_level']['opacity']:g}) = {row['level']:.3g}"
                      if row["level_method"] == "auto" else f"{row['level']:g}")
         else:
-            name, level = f"ns-export poisson ({row['num_points']:,} points)", "n/a"
+            crop = ", cropped to the scene box" if row.get("crop") else ""  # files before the crop had none
+            name, level = f"ns-export poisson ({row['num_points']:,} points{crop})", "n/a"
         lines.append(f"| {name} | {level} | {row['chamfer_l1']:.4f} | {row['chamfer_l2']:.6f} | "
                      f"{row['normal_consistency']:.3f} | {row['fscore']:.3f} | {row['faces']:,} |")
     run = data["run"]
@@ -159,6 +176,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--fill-interior", choices=("on", "off"), nargs="+", default=["on"],
                         help="run every level with nerf-mesh's interior fill on, off, or both (on off)")
     parser.add_argument("--poisson-points", type=int, default=200_000, help="0: skip ns-export poisson")
+    parser.add_argument("--poisson-crop", choices=("none", "box"), nargs="+", default=["none"],
+                        help="run ns-export poisson as it comes (none), with its point cloud cropped to the scene "
+                             "box (box), or both (none box)")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing --output")
     args = parser.parse_args(argv)
     # checked before the minutes of meshing, each as one line and exit code 2
@@ -174,7 +194,9 @@ def main(argv: list[str] | None = None) -> int:
     run, rows, frame = mesh_levels(args.config.resolve(), work, [None, *args.levels], args.resolution, args.smooth,
                                    args.auto_opacities, [choice == "on" for choice in args.fill_interior])
     if args.poisson_points > 0:
-        rows.append(poisson(args.config.resolve(), Path(run["dataset"]), frame, work, args.poisson_points))
+        for crop in args.poisson_crop:
+            box = np.asarray(run["scene_box"]) if crop == "box" else None
+            rows.append(poisson(args.config.resolve(), Path(run["dataset"]), frame, work, args.poisson_points, box))
     from sine_fields.io import atomic_write_json
 
     data = {

@@ -194,6 +194,23 @@ def test_tables_group_runs_by_layer_kind_whatever_order_they_finished_in(lite):
                     ["lowrank k = 5", "1"], ["dense", "42"]]
 
 
+def test_the_table_says_what_arithmetic_and_threads_its_runs_used(lite):
+    """The wall times mean little without the arithmetic: a line under the table says it, from the machine the
+    file recorded and the runs' precision; a file that recorded no machine gets no line."""
+    runs = [{**_run("sine", 42, 27.0, 500.0), "precision": "auto", "parameters": {"model": 10, "dense_twin": 100},
+             "iterations": 2300, "last_quarter_gain_db": 0.1, "load_average_1min_before_and_after": [1.0, 1.0]}]
+    runs[0]["results"].update(psnr_std=0.5, ssim=0.9)
+    machine = {"cpu_count": 2, "omp_num_threads": None, "bfloat16_tiles": True}
+    assert lite.markdown({"runs": runs, "machine": machine}).splitlines()[-1] == (
+        "Field products: bfloat16 (`precision auto` on a CPU with AMX tiles); threads per run: all 2 cores.")
+    untiled = {**machine, "bfloat16_tiles": False, "omp_num_threads": "1"}
+    assert lite.arithmetic_note({"runs": runs, "machine": untiled}) == (
+        "Field products: float32 (`precision auto` on a CPU without AMX tiles); threads per run: 1.")
+    forced = [{**runs[0], "precision": "float32"}]
+    assert lite.arithmetic_note({"runs": forced, "machine": machine}).startswith("Field products: per run: float32;")
+    assert lite.arithmetic_note({"runs": runs}) == "" and "Field products" not in lite.markdown({"runs": runs})
+
+
 def test_paired_table_takes_the_gap_per_seed_and_its_spread(lite):
     runs = [_run("lowrank", 42, 24.0, 0.0), _run("sine", 42, 27.0, 0.0), _run("dense", 42, 31.0, 0.0),
             _run("lowrank", 1, 26.0, 0.0), _run("sine", 1, 27.0, 0.0), _run("sine", 2, 28.0, 0.0)]

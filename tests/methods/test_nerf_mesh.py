@@ -531,3 +531,37 @@ def test_the_mesh_benchmark_keeps_an_existing_output_and_names_a_missing_config(
     assert bench.main([str(tmp_path / "config.yml"), "--output", str(output), "--overwrite"]) == 2
     error = capsys.readouterr().err
     assert error.count("\n") == 1 and "config.yml: no such file" in error
+
+
+def test_the_poisson_crop_is_nerfstudios_oriented_box_over_the_scene_box(bench, tmp_path):
+    """--poisson-crop box passes the scene box as ns-export's --obb-* flags: parsed by ns-export's own
+    Poisson exporter, they give an oriented box that holds the box's corners and centre and nothing just
+    outside a face; without a crop no --obb flag is passed (ns-export's default: no crop)."""
+    import tyro
+    from nerfstudio.data.scene_box import OrientedBox
+    from nerfstudio.scripts.exporter import ExportPoissonMesh
+
+    box = np.array([[-1.0, -0.5, 0.0], [1.0, 1.5, 3.0]])
+    command = bench.poisson_command(tmp_path / "config.yml", tmp_path / "out", 1000, box)
+    exporter = tyro.cli(ExportPoissonMesh, args=command[2:])
+    assert exporter.num_points == 1000 and exporter.load_config == tmp_path / "config.yml"
+    obb = OrientedBox.from_params(exporter.obb_center, exporter.obb_rotation, exporter.obb_scale)
+    corners = torch.tensor([[x, y, z] for x in box[:, 0] for y in box[:, 1] for z in box[:, 2]], dtype=torch.float32)
+    inside = torch.cat([corners * 0.999 + torch.tensor(box.mean(0), dtype=torch.float32) * 0.001,
+                        torch.tensor(box.mean(0), dtype=torch.float32)[None]])
+    outside = torch.tensor(box.mean(0), dtype=torch.float32).repeat(6, 1)
+    for axis in range(3):
+        outside[2 * axis, axis], outside[2 * axis + 1, axis] = box[0, axis] - 0.01, box[1, axis] + 0.01
+    assert obb.within(inside).all() and not obb.within(outside).any()
+    plain = bench.poisson_command(tmp_path / "config.yml", tmp_path / "out", 1000)
+    assert not any(flag.startswith("--obb") for flag in plain)
+    assert tyro.cli(ExportPoissonMesh, args=plain[2:]).obb_center is None
+
+
+def test_the_mesh_table_names_a_cropped_poisson_row(bench):
+    row = {"mesh": "ns-export poisson", "num_points": 50000, "chamfer_l1": 0.02, "chamfer_l2": 0.001,
+           "normal_consistency": 0.8, "fscore": 0.5, "faces": 1000}
+    run = {"method": "sine-nerf-lite", "model_parameters": 12916, "checkpoint": "step-000002299.ckpt"}
+    table = bench.markdown({"rows": [row, {**row, "crop": "scene box"}], "run": run}).splitlines()
+    assert table[2].startswith("| ns-export poisson (50,000 points) | n/a | 0.0200 |")
+    assert table[3].startswith("| ns-export poisson (50,000 points, cropped to the scene box) | n/a | 0.0200 |")
