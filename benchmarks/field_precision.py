@@ -143,6 +143,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.samples < 1 or args.repeats < 1:
         print(f"error: --samples and --repeats must be >= 1, got {args.samples}, {args.repeats}", file=sys.stderr)
         return 2
+    from experiments.common import cpu_model
     from sine_fields.io import atomic_write_json
     from sine_fields.methods.precision import cpu_has_bfloat16_tiles
 
@@ -151,7 +152,8 @@ def main(argv: list[str] | None = None) -> int:
     data = {
         "command": " ".join(["benchmarks/field_precision.py", *(argv if argv is not None else sys.argv[1:])]),
         "samples": args.samples, "repeats": args.repeats, "quick": args.quick, **result,
-        "machine": {"platform": platform.platform(), "cpu_count": os.cpu_count(), "threads": torch.get_num_threads(),
+        "machine": {"platform": platform.platform(), "cpu": cpu_model(), "cpu_count": os.cpu_count(),
+                    "threads": torch.get_num_threads(),
                     "torch": torch.__version__, "bfloat16_tiles": cpu_has_bfloat16_tiles(),
                     "load_average_before": load_before, "load_average_after": _load()},
     }

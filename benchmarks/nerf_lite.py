@@ -431,7 +431,8 @@ def arithmetic_note(data: dict) -> str:
     else:
         products = "per run: " + ", ".join(sorted(precisions))
     threads = machine.get("omp_num_threads") or f"all {machine.get('cpu_count')} cores"
-    return f"Field products: {products}; threads per run: {threads}."
+    cpu = f"; CPU: {machine['cpu']}" if machine.get("cpu") else ""  # older files did not record it
+    return f"Field products: {products}; threads per run: {threads}{cpu}."
 
 
 def ns_train_flags(quick: bool, iterations: int | None) -> list[str]:
@@ -477,6 +478,7 @@ def main(argv: list[str] | None = None) -> int:
             return 2
     if args.plot_only is not None:
         return plot_only(args.output, args.plot_only)
+    from experiments.common import cpu_model
     from sine_fields.methods.precision import cpu_has_bfloat16_tiles
 
     linears = args.linear or ["sine"]
@@ -492,7 +494,7 @@ def main(argv: list[str] | None = None) -> int:
                   "scene": str(args.data) if args.data else args.scene, "views": args.views,
                   "resolution": args.resolution, "quick": args.quick, "iterations": args.iterations,
                   "lr_scale": args.lr_scale,
-                  "machine": {"platform": platform.platform(), "cpu_count": os.cpu_count(),
+                  "machine": {"platform": platform.platform(), "cpu": cpu_model(), "cpu_count": os.cpu_count(),
                               "omp_num_threads": os.environ.get("OMP_NUM_THREADS"),
                               "bfloat16_tiles": cpu_has_bfloat16_tiles()},
                   "runs": []}

@@ -10,8 +10,21 @@ from typing import Any, Callable, NoReturn, Sequence
 
 from sine_fields.io import atomic_write_json, atomic_write_text
 
-__all__ = ["CONVERGED_GAIN_DB", "OneLineParser", "SEED_SUMMARY_COLUMNS", "last_quarter_gain", "layer_kind", "mean_std", "markdown_table",
+__all__ = ["CONVERGED_GAIN_DB", "OneLineParser", "SEED_SUMMARY_COLUMNS", "cpu_model", "last_quarter_gain", "layer_kind", "mean_std", "markdown_table",
            "parse_floats", "parse_ints", "plot_psnr_panels", "seed_summaries", "seed_summary_cells", "write_json_atomic", "write_text_atomic"]
+
+
+def cpu_model(cpuinfo: Path = Path("/proc/cpuinfo")) -> str | None:
+    """The CPU's model name as Linux reports it (``model name`` in ``/proc/cpuinfo``), or None elsewhere: a
+    timing means little without the CPU it ran on, and ``platform`` does not name it."""
+    try:
+        for line in cpuinfo.read_text(errors="replace").splitlines():
+            key, _, value = line.partition(":")
+            if key.strip() == "model name" and value.strip():
+                return value.strip()
+    except OSError:
+        pass
+    return None
 
 
 class OneLineParser(argparse.ArgumentParser):

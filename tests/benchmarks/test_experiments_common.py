@@ -1,7 +1,7 @@
 """benchmarks/experiments/common.py: the helpers the benchmarks share, on closed-form inputs."""
 
 import pytest
-from experiments.common import last_quarter_gain, layer_kind, mean_std, seed_summaries
+from experiments.common import cpu_model, last_quarter_gain, layer_kind, mean_std, seed_summaries
 
 
 def test_last_quarter_gain_reads_the_point_nearest_three_quarters():
@@ -38,3 +38,12 @@ def test_seed_summaries_group_in_first_seen_order_and_leave_out_single_seeds():
     assert (duck["psnr_mean"], duck["psnr_std"], duck["psnr_min"], duck["psnr_max"]) == (27.0, 1.0, 26.0, 28.0)
     assert spider["psnr_mean"] == pytest.approx(21.5) and spider["psnr_std"] == pytest.approx(2.1213203)
     assert [r["seed"] for r in spider["runs"]] == [0, 1]
+
+
+def test_cpu_model_reads_the_first_model_name_and_is_none_without_one(tmp_path):
+    cpuinfo = tmp_path / "cpuinfo"
+    cpuinfo.write_text("processor\t: 0\nvendor_id\t: AuthenticAMD\nmodel\t\t: 1\nmodel name\t: AMD EPYC 7B13\n\n"
+                       "processor\t: 1\nmodel name\t: AMD EPYC 7B13\n")
+    assert cpu_model(cpuinfo) == "AMD EPYC 7B13"  # not the numeric "model" line
+    cpuinfo.write_text("processor\t: 0\nmodel\t\t: 1\n")
+    assert cpu_model(cpuinfo) is None and cpu_model(tmp_path / "missing") is None

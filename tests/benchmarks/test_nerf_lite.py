@@ -206,6 +206,8 @@ def test_the_table_says_what_arithmetic_and_threads_its_runs_used(lite):
     untiled = {**machine, "bfloat16_tiles": False, "omp_num_threads": "1"}
     assert lite.arithmetic_note({"runs": runs, "machine": untiled}) == (
         "Field products: float32 (`precision auto` on a CPU without AMX tiles); threads per run: 1.")
+    named = {**untiled, "cpu": "AMD EPYC"}
+    assert lite.arithmetic_note({"runs": runs, "machine": named}).endswith("threads per run: 1; CPU: AMD EPYC.")
     forced = [{**runs[0], "precision": "float32"}]
     assert lite.arithmetic_note({"runs": forced, "machine": machine}).startswith("Field products: per run: float32;")
     assert lite.arithmetic_note({"runs": runs}) == "" and "Field products" not in lite.markdown({"runs": runs})
