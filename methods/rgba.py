@@ -23,7 +23,8 @@ from nerfstudio.model_components.renderers import RGBRenderer
 
 __all__ = ["StraightAlphaRGBA", "straight_rgba"]
 
-# below this opacity a pixel's colour is undefined (0 / 0); it is shown as the background would be
+# a pixel's colour is 0 / 0 where nothing is opaque: dividing by at least this and clamping to [0, 1] keeps it a
+# colour, one that an alpha this small does not show
 _MIN_ALPHA = 1e-6
 
 
