@@ -163,6 +163,7 @@ TABLES: dict[str, Table] = {
     "nerf-mesh-duck-seed2": Table(RESULTS + "nerf_mesh_duck_seed2.json", from_benchmark("nerf_mesh")),
     "nerf-mesh-duck-256": Table(RESULTS + "nerf_mesh_duck_256.json", from_benchmark("nerf_mesh")),
     "nerf-mesh-duck-poisson": Table(RESULTS + "nerf_mesh_duck_poisson.json", from_benchmark("nerf_mesh")),
+    "nerf-mesh-spider-poisson": Table(RESULTS + "nerf_mesh_spider_poisson.json", from_benchmark("nerf_mesh")),
     "nerf-mesh-headline": Table(tuple(RESULTS + f"nerf_mesh_duck{s}.json" for s in ("_256", "", "_seed1", "_seed2")),
                                 from_benchmark("nerf_mesh", "headline_markdown")),
     "compression": Table(RESULTS + "compression.json", from_benchmark("compression")),
