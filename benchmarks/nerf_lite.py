@@ -254,11 +254,12 @@ def seed_pairs(runs: list[dict]) -> list[tuple[int, float, float, float | None]]
     return [(seed, psnr["sine", seed], psnr["lowrank", seed], psnr.get(("dense", seed))) for seed in seeds]
 
 
-def paired_gap(gaps: list[float]) -> str:
-    """Sine minus plain low-rank over the seeds: mean ± sample std with a paired t-test (the gaps of
-    same-seed runs against no gap), or the one gap as it is."""
+def paired_gap(pairs: list[tuple[int, float, float, float | None]]) -> str:
+    """Sine minus plain low-rank over the seed pairs of ``seed_pairs``: mean ± sample std with a paired t-test
+    (the gaps of same-seed runs against no gap), or the one gap as it is."""
     from experiments.common import mean_std
 
+    gaps = [sine - lowrank for _, sine, lowrank, _ in pairs]
     if len(gaps) < 2:
         return f"{gaps[0]:+.2f} (one seed)"
     from scipy.stats import ttest_1samp
@@ -279,7 +280,7 @@ def paired_markdown(data: dict) -> str:
     rows = [[str(seed), f"{sine:.2f}", f"{lowrank:.2f}", "-" if dense is None else f"{dense:.2f}", f"{sine - lowrank:+.2f}"]
             for seed, sine, lowrank, dense in pairs]
     if len(pairs) > 1:
-        rows.append([f"mean over {len(pairs)} seeds", "", "", "", paired_gap([sine - lowrank for _, sine, lowrank, _ in pairs])])
+        rows.append([f"mean over {len(pairs)} seeds", "", "", "", paired_gap(pairs)])
     header = ["seed", "sine (dB)", "plain low-rank (dB)", "dense (dB)", "sine - plain low-rank (dB)"]
     return markdown_table(header, rows).rstrip("\n")
 
@@ -309,7 +310,7 @@ def by_length_markdown(reports: list[dict]) -> str:
             psnrs = [r["results"]["psnr"] for r in same if r["linear"] == kind]
             cells.append(seeds_mean_cell(psnrs) if psnrs else "-")
         pairs = seed_pairs(same)
-        cells.append("-" if not pairs else paired_gap([sine - lowrank for _, sine, lowrank, _ in pairs]))
+        cells.append("-" if not pairs else paired_gap(pairs))
         settled = sum(r["last_quarter_gain_db"] is not None and r["last_quarter_gain_db"] < CONVERGED_GAIN_DB for r in same)
         cells.append(f"{settled} of {len(same)}")
         rows.append(cells)
@@ -322,9 +323,9 @@ def lr_sweep_markdown(reports: list[dict]) -> str:
     """A learning-rate sweep of one run length: a row per layer kind and ``--lr-scale`` (each report's, 1 for a
     file written before it was recorded), with the field's starting and final rate, the held-out PSNR per seed
     and its mean ± std, and the last quarter's mean gain; then sine at its best scale against plain low-rank at
-    each of its scales (its best marked), seed for seed over the seeds both ran. A kind's best scale has the highest mean PSNR
-    over the seeds that every scale of that kind ran, so that a scale run on a lucky seed only does not win
-    by it. The best scale is picked on the same runs it is then compared with: with a few scales and seeds
+    each of its scales (its best marked), seed for seed over the seeds both ran. A kind's best scale has the
+    highest mean PSNR over the seeds that every scale of that kind ran, so that a scale run on a lucky seed
+    only does not win by it. The best scale is picked on the same runs it is then compared with: with a few scales and seeds
     the pick favours each kind a little, both alike."""
     from experiments.common import markdown_table
 
@@ -363,7 +364,7 @@ def lr_sweep_markdown(reports: list[dict]) -> str:
         if kind != "lowrank":
             continue
         pairs = seed_pairs(sine_runs + group)
-        gap = "no seed ran both" if not pairs else paired_gap([sine - lowrank for _, sine, lowrank, _ in pairs])
+        gap = "no seed ran both" if not pairs else paired_gap(pairs)
         rows.append([f"x{scale:g}" + (" (its best)" if scale == best["lowrank"] else ""),
                      ", ".join(str(seed) for seed, *_ in pairs) or "-", gap])
     comparison = markdown_table([f"plain low-rank rates (sine at its best, x{best['sine']:g})", "seeds",
