@@ -37,7 +37,6 @@ added to what the file holds when the run ends, so a run another process wrote i
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import platform
@@ -451,7 +450,9 @@ def ns_train_flags(quick: bool, iterations: int | None) -> list[str]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    from experiments.common import OneLineParser
+
+    parser = OneLineParser(description=__doc__.splitlines()[0])
     parser.add_argument("--scene", default="duck", help="a named scene (`sine-fields data list`)")
     parser.add_argument("--data", type=Path, help="an existing scene folder instead of rendering --scene")
     parser.add_argument("--views", type=int, default=60)

@@ -13,7 +13,6 @@ dataparser transform maps back to the dataset's, as nerf-mesh does.
 
 from __future__ import annotations
 
-import argparse
 import os
 import platform
 import shutil
@@ -162,7 +161,9 @@ def headline_markdown(runs: list[dict]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    from experiments.common import OneLineParser
+
+    parser = OneLineParser(description=__doc__.splitlines()[0])
     parser.add_argument("config", type=Path, help="config.yml of an ns-train run on a dataset with mesh.ply")
     parser.add_argument("--output", type=Path, default=ROOT / "benchmarks/results/nerf_mesh_duck.json")
     parser.add_argument("--work", type=Path, default=None, help="folder for the meshes (default: beside --output)")

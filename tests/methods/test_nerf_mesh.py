@@ -489,9 +489,14 @@ def test_viewer_shows_a_nerf_mesh_folder_with_error_colouring(tmp_path):
 
 @pytest.fixture(scope="module")
 def bench():
-    """benchmarks/nerf_mesh.py, imported from its file (benchmarks/ is not a package)."""
+    """benchmarks/nerf_mesh.py, imported from its file (benchmarks/ is not a package), with its folder on
+    sys.path as a benchmark script has it (it imports ``experiments.common``, as tests/benchmarks/conftest.py
+    arranges for the tests there)."""
     import importlib.util
+    import sys
 
+    if str(ROOT / "benchmarks") not in sys.path:
+        sys.path.insert(0, str(ROOT / "benchmarks"))
     spec = importlib.util.spec_from_file_location("nerf_mesh_benchmark_under_test", ROOT / "benchmarks" / "nerf_mesh.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
@@ -531,6 +536,13 @@ def test_the_mesh_benchmark_keeps_an_existing_output_and_names_a_missing_config(
     assert bench.main([str(tmp_path / "config.yml"), "--output", str(output), "--overwrite"]) == 2
     error = capsys.readouterr().err
     assert error.count("\n") == 1 and "config.yml: no such file" in error
+
+
+def test_the_mesh_benchmark_names_a_bad_option_in_one_line(bench, tmp_path, capsys):
+    with pytest.raises(SystemExit) as exit_:
+        bench.main([str(tmp_path / "config.yml"), "--output", str(tmp_path / "m.json"), "--poisson-crop", "bogus"])
+    error = capsys.readouterr().err
+    assert exit_.value.code == 2 and error.count("\n") == 1 and "--poisson-crop: invalid choice: 'bogus'" in error
 
 
 def test_the_poisson_crop_is_nerfstudios_oriented_box_over_the_scene_box(bench, tmp_path):
