@@ -168,12 +168,15 @@ def train_and_evaluate(data: Path, linear: str, seed: int, work: Path, extra: li
         # each optimiser's starting and final rate as the run used them (--lr-scale multiplies both)
         "learning_rates": {name: [group["optimizer"].lr, group["scheduler"].lr_final]
                            for name, group in config.optimizers.items()},
+        # the steps over which the field's rate decayed (then held at its final value, --decay-steps)
+        "decay_steps": int(config.optimizers["fields"]["scheduler"].max_steps),
     }
 
 
-SETTINGS = ("scene", "views", "resolution", "quick", "iterations", "lr_scale")
-# what a file written before a setting was recorded ran: the recipe's own length (None) and rates (x1)
-SETTING_DEFAULTS = {"lr_scale": 1.0}
+SETTINGS = ("scene", "views", "resolution", "quick", "iterations", "lr_scale", "decay_steps")
+# what a file written before a setting was recorded ran: the recipe's own length (None), rates (x1) and
+# schedule (decaying over the whole run: None)
+SETTING_DEFAULTS = {"lr_scale": 1.0, "decay_steps": None}
 
 
 def same_settings(previous: dict, report: dict) -> bool:
@@ -196,6 +199,23 @@ def lr_scale_flags(scale: float) -> list[str]:
         option = name.replace("_", "-")  # tyro's spelling of the dict key
         flags += [f"--optimizers.{option}.optimizer.lr", f"{group['optimizer'].lr * scale:.6g}",
                   f"--optimizers.{option}.scheduler.lr-final", f"{group['scheduler'].lr_final * scale:.6g}"]
+    return flags
+
+
+def decay_steps_flags(decay_steps: int | None, iterations: int | None) -> list[str]:
+    """ns-train flags that decay every optimiser's learning rate over the first ``decay_steps`` steps and
+    hold the final rate after them (nerfstudio's exponential schedule stays at ``lr_final`` past its
+    ``max-steps``); none for None (the rates decay over the whole run, ``LiteTrainerConfig``)."""
+    if decay_steps is None:
+        return []
+    if iterations is None or not 0 < decay_steps <= iterations:
+        raise BenchmarkError(f"--decay-steps {decay_steps}: expected a positive number of steps no larger than "
+                             f"--iterations ({iterations or 'not given'})")
+    from sine_fields.methods.sine_nerf_lite import nerf_lite_trainer_config
+
+    flags = ["--schedules-follow-iterations", "False"]
+    for name in nerf_lite_trainer_config().optimizers:
+        flags += [f"--optimizers.{name.replace('_', '-')}.scheduler.max-steps", str(decay_steps)]
     return flags
 
 
@@ -316,6 +336,45 @@ def by_length_markdown(reports: list[dict]) -> str:
     header = ["steps", "sine (dB), mean ± std (seeds)", "plain low-rank (dB)", "dense (dB)",
               "sine - plain low-rank, seed for seed (dB)", f"runs converged (< {CONVERGED_GAIN_DB} dB over the last quarter)"]
     return markdown_table(header, rows).rstrip("\n")
+
+
+def score_at(curve: list[list[float]], step: int) -> float:
+    """The held-out PSNR logged closest to ``step``."""
+    return min(curve, key=lambda point: abs(point[0] - step))[1]
+
+
+def held_rates_markdown(data: dict) -> str:
+    """Runs whose learning rates decayed over their first ``decay_steps`` and were then held at their final
+    values (``--decay-steps``): does a field still gain once its rates stop falling, and where would the
+    convergence rule have stopped it? Per run: the held-out PSNR at the end of the decay, the first logged
+    step after it at which the gain over the run's last quarter would have been under ``CONVERGED_GAIN_DB``
+    (and the PSNR there), the final PSNR and its last-quarter gain. Then sine - plain low-rank seed for seed
+    at those three points (at the rule's point only over seeds where both runs met it)."""
+    from experiments.common import CONVERGED_GAIN_DB, first_step_meeting_rule, layer_kind, markdown_table
+
+    runs = in_table_order(data["runs"])
+    rows, at = [], {}
+    for r in runs:
+        decay = r["decay_steps"]
+        met = first_step_meeting_rule(r["psnr_curve"], decay)
+        at[r["linear"], r["seed"]] = {"decay": score_at(r["psnr_curve"], decay), "rule": None if met is None else met[1],
+                                      "final": r["results"]["psnr"]}
+        rows.append([layer_kind(r), str(r["seed"]), f"{at[r['linear'], r['seed']]['decay']:.2f} (step {decay:,})",
+                     "not met" if met is None else f"{met[1]:.2f} (step {met[0]:,})",
+                     f"{r['results']['psnr']:.2f} (step {r['iterations']:,})", f"{r['last_quarter_gain_db']:+.2f}"])
+    header = ["field MLP layers", "seed", "held-out PSNR at the end of the decay (dB)",
+              f"where the rule (< {CONVERGED_GAIN_DB} dB over the last quarter) first holds after it (dB)",
+              "final held-out PSNR (dB)", "gain over the last quarter (dB)"]
+    table = markdown_table(header, rows).rstrip("\n")
+    gaps = []
+    for point, label in (("decay", "at the end of the decay"), ("rule", "where both runs first meet the rule"),
+                         ("final", "at the end")):
+        pairs = [(seed, at["sine", seed][point], at["lowrank", seed][point], None)
+                 for seed, *_ in seed_pairs(data["runs"])
+                 if at["sine", seed][point] is not None and at["lowrank", seed][point] is not None]
+        gaps.append([label, ", ".join(str(p[0]) for p in pairs) or "-", paired_gap(pairs) if pairs else "-"])
+    gap_table = markdown_table(["sine - plain low-rank, seed for seed", "seeds", "gap (dB)"], gaps).rstrip("\n")
+    return f"{table}\n\n{gap_table}"
 
 
 def lr_sweep_markdown(reports: list[dict]) -> str:
@@ -466,6 +525,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="ns-train's --max-num-iterations (default: the recipe's 2,300; the schedules follow it)")
     parser.add_argument("--lr-scale", type=float, default=1.0, metavar="F",
                         help="multiply every optimiser's starting and final learning rate by F (default: the recipe's, 1)")
+    parser.add_argument("--decay-steps", type=int, metavar="N",
+                        help="decay the learning rates over the first N steps of --iterations and hold the final "
+                             "rates after them (default: decay over the whole run)")
     parser.add_argument("--quick", action="store_true", help="CI: 16 px, 8 views, 20 iterations")
     parser.add_argument("--output", type=Path, required=True)
     parser.add_argument("--plot", type=Path, help="after the runs, draw every run's PSNR curve into this PNG")
@@ -489,13 +551,14 @@ def main(argv: list[str] | None = None) -> int:
         args.views, args.resolution = 8, 16
     work = args.work or args.output.with_name(args.output.stem + "-runs")
     try:
-        extra = ns_train_flags(args.quick, args.iterations) + lr_scale_flags(args.lr_scale)
+        extra = (ns_train_flags(args.quick, args.iterations) + lr_scale_flags(args.lr_scale)
+                 + decay_steps_flags(args.decay_steps, args.iterations))
         if args.data is not None and not (args.data / "transforms.json").is_file():
             raise BenchmarkError(f"--data {args.data}: no transforms.json (make one with `sine-fields data scene`)")
         report = {"command": " ".join(["benchmarks/nerf_lite.py", *(argv if argv is not None else sys.argv[1:])]),
                   "scene": str(args.data) if args.data else args.scene, "views": args.views,
                   "resolution": args.resolution, "quick": args.quick, "iterations": args.iterations,
-                  "lr_scale": args.lr_scale,
+                  "lr_scale": args.lr_scale, "decay_steps": args.decay_steps,
                   "machine": {"platform": platform.platform(), "cpu": cpu_model(), "cpu_count": os.cpu_count(),
                               "omp_num_threads": os.environ.get("OMP_NUM_THREADS"),
                               "bfloat16_tiles": cpu_has_bfloat16_tiles()},

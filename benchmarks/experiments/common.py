@@ -10,7 +10,7 @@ from typing import Any, Callable, NoReturn, Sequence
 
 from sine_fields.io import atomic_write_json, atomic_write_text
 
-__all__ = ["CONVERGED_GAIN_DB", "OneLineParser", "SEED_SUMMARY_COLUMNS", "cpu_model", "last_quarter_gain", "layer_kind", "mean_std", "markdown_table",
+__all__ = ["CONVERGED_GAIN_DB", "OneLineParser", "SEED_SUMMARY_COLUMNS", "cpu_model", "first_step_meeting_rule", "last_quarter_gain", "layer_kind", "mean_std", "markdown_table",
            "parse_floats", "parse_ints", "plot_psnr_panels", "seed_summaries", "seed_summary_cells", "write_json_atomic", "write_text_atomic"]
 
 
@@ -85,6 +85,21 @@ def last_quarter_gain(curve: Sequence[Sequence[float]], iterations: int) -> floa
     final = curve[-1][1]
     three_quarters = min(curve[:-1], key=lambda point: abs(point[0] - 0.75 * iterations))
     return final - three_quarters[1]
+
+
+def first_step_meeting_rule(curve: Sequence[Sequence[float]], start: int,
+                            threshold: float = CONVERGED_GAIN_DB) -> list[float] | None:
+    """The first logged ``[step, score]`` at or after ``start`` at which the run, had it stopped there, would
+    meet the convergence rule: its score gained less than ``threshold`` over its last quarter (from the point
+    logged closest to three quarters of that step, as ``last_quarter_gain``). None: never, within the curve.
+    Reads a fixed-length run as the rule would have stopped it."""
+    for index, (step, score) in enumerate(curve):
+        if step < start or index == 0:
+            continue
+        gain = last_quarter_gain([*curve[:index], [step, score]], step)
+        if gain is not None and gain < threshold:
+            return [step, score]
+    return None
 
 
 def layer_kind(run: dict) -> str:

@@ -1,7 +1,16 @@
 """benchmarks/experiments/common.py: the helpers the benchmarks share, on closed-form inputs."""
 
 import pytest
-from experiments.common import cpu_model, last_quarter_gain, layer_kind, mean_std, seed_summaries
+from experiments.common import cpu_model, first_step_meeting_rule, last_quarter_gain, layer_kind, mean_std, seed_summaries
+
+
+def test_first_step_meeting_rule_is_where_the_gain_rule_would_have_stopped_the_run():
+    # gains over the last quarter: at 200, 12 - 10 (step 150) = 2; at 400, 13.1 - 12.9 (step 300) = 0.2
+    curve = [[50, 5.0], [100, 8.0], [150, 10.0], [200, 12.0], [300, 12.9], [400, 13.1], [500, 13.2]]
+    assert first_step_meeting_rule(curve, start=200) == [400, 13.1]
+    assert first_step_meeting_rule(curve, start=450) == [500, 13.2]  # 13.2 - 13.1 (step 400 is nearest 375)
+    assert first_step_meeting_rule(curve, start=200, threshold=0.05) is None  # gains 0.9, 0.2, 0.1
+    assert first_step_meeting_rule([[100, 3.0]], start=0) is None  # one point has no last quarter
 
 
 def test_last_quarter_gain_reads_the_point_nearest_three_quarters():

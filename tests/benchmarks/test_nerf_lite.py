@@ -239,3 +239,37 @@ def test_by_length_table_has_a_row_per_run_length_with_the_paired_gap_and_conver
     assert lines[2] == f"| 2,300 | 27.00 ± 0.00 (2) | 25.00 ± 1.41 (2) | - | **+2.00 ± 1.41**; paired t 2.00 (1 d.o.f.), two-sided p {p:.3f} | 1 of 4 |"
     # one seed: no spread to give; a gain of exactly 0.3 dB is not under the rule, no curve is not converged
     assert lines[3] == "| 4,600 | 28.00 (1) | 27.00 (1) | 32.00 (1) | +1.00 (one seed) | 1 of 3 |"
+
+
+def test_decay_steps_decay_every_rate_over_the_first_steps_then_hold_it(lite):
+    assert lite.decay_steps_flags(None, 6900) == []  # the recipe: the rates decay over the whole run
+    assert lite.decay_steps_flags(2300, 6900) == [
+        "--schedules-follow-iterations", "False", "--optimizers.fields.scheduler.max-steps", "2300",
+        "--optimizers.factors-u.scheduler.max-steps", "2300"]
+    for decay, iterations in ((2300, None), (0, 6900), (7000, 6900)):
+        with pytest.raises(lite.BenchmarkError, match="--decay-steps"):
+            lite.decay_steps_flags(decay, iterations)
+    settings = {"scene": "duck", "views": 60, "resolution": 64, "quick": False, "iterations": 6900, "lr_scale": 1.0}
+    assert lite.same_settings(settings, {**settings, "decay_steps": None})  # files written before the option
+    assert not lite.same_settings(settings, {**settings, "decay_steps": 2300})
+
+
+def test_held_rates_table_reads_each_run_at_the_decay_end_the_rule_and_the_end(lite):
+    def run(linear, seed, curve):
+        r = _run(linear, seed, curve[-1][1], 0.0)
+        r.update(decay_steps=200, iterations=curve[-1][0], psnr_curve=curve, last_quarter_gain_db=curve[-1][1] - curve[-3][1])
+        return r
+
+    # sine: the rule first holds at 500 (24.2 - 24.0 at step 400, nearest 375); plain low-rank at 400 (21.1 - 21.0)
+    runs = [run("sine", 1, [[100, 15.0], [200, 20.0], [300, 22.0], [400, 24.0], [500, 24.2], [600, 24.3]]),
+            run("lowrank", 1, [[100, 16.0], [200, 19.0], [300, 21.0], [400, 21.1], [500, 21.2], [600, 21.3]]),
+            run("sine", 2, [[100, 15.0], [200, 20.0], [300, 22.0], [400, 24.0], [500, 25.0], [600, 26.0]]),
+            run("lowrank", 2, [[100, 16.0], [200, 18.0], [300, 20.0], [400, 20.1], [500, 20.2], [600, 20.3]])]
+    lines = lite.held_rates_markdown({"runs": runs}).splitlines()
+    assert lines[2] == "| sine k = 5, omega 100 | 1 | 20.00 (step 200) | 24.20 (step 500) | 24.30 (step 600) | +0.30 |"
+    assert lines[3] == "| sine k = 5, omega 100 | 2 | 20.00 (step 200) | not met | 26.00 (step 600) | +2.00 |"
+    assert lines[5] == "| lowrank k = 5 | 2 | 18.00 (step 200) | 20.10 (step 400) | 20.30 (step 600) | +0.20 |"
+    gaps = lines[-3:]
+    assert gaps[0].startswith("| at the end of the decay | 1, 2 | **+1.50 ± 0.71**")  # gaps 1 and 2
+    assert gaps[1] == "| where both runs first meet the rule | 1 | +3.10 (one seed) |"  # seed 2's sine never did
+    assert gaps[2].startswith("| at the end | 1, 2 | **+4.35 ± 1.91**")  # gaps 3.0 and 5.7
