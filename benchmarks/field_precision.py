@@ -36,14 +36,14 @@ def _load() -> float:
 
 def lite_field(linear: str):
     """The field of the registered `sine-nerf-lite` config (or its twin), on the box [-1, 1]^3."""
-    from nerfstudio.data.scene_box import SceneBox
     from nerfstudio.plugins.registry import discover_methods
+
+    from sine_fields.methods.common import model_in_unit_box
 
     methods, _ = discover_methods()
     config = copy.deepcopy(methods["sine-nerf-lite"]).pipeline.model
     config.linear = linear
-    box = SceneBox(aabb=torch.tensor([[-1.0] * 3, [1.0] * 3]))
-    return config.setup(scene_box=box, num_train_data=1, metadata={}).field
+    return model_in_unit_box(config).field
 
 
 def samples_at(count: int, seed: int = 0):

@@ -54,15 +54,13 @@ def count_only(scene: Path, linear: str) -> dict:
     """The parameter split of the model nerfstudio would build for ``scene``, without training it."""
     import json
 
-    from nerfstudio.data.scene_box import SceneBox
-
+    from sine_fields.methods.common import model_in_unit_box
     from sine_fields.methods.sine_nerfacto import nerfacto_trainer_config
 
     meta = json.loads((scene / "transforms.json").read_text())
     config = nerfacto_trainer_config().pipeline.model
     config.linear = linear
-    box = SceneBox(aabb=torch.tensor([[-1.0, -1.0, -1.0], [1.0, 1.0, 1.0]]))
-    model = config.setup(scene_box=box, num_train_data=len(meta["train_filenames"]), metadata={})
+    model = model_in_unit_box(config, num_train_data=len(meta["train_filenames"]))
     return {"scene": scene.name, "linear": linear, "rank": config.rank if linear != "dense" else None,
             "omega": config.omega if linear == "sine" else None, "iterations": 0, "parameters": parameter_split(model)}
 

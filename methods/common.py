@@ -1,5 +1,6 @@
 """What the sine-nerf and sine-nerfacto models share: swapping field MLP layers, optional LPIPS,
-checkpoint loading under torch's weights-only default, parameter-count logging."""
+checkpoint loading under torch's weights-only default, parameter-count logging, building a model
+without a dataset."""
 
 from __future__ import annotations
 
@@ -24,6 +25,7 @@ __all__ = [
     "factorise_mlps",
     "lpips_only_if_available",
     "missing_lpips",
+    "model_in_unit_box",
     "split_factors_u",
 ]
 
@@ -203,3 +205,14 @@ def allow_checkpoint_globals() -> None:
     add = getattr(torch.serialization, "add_safe_globals", None)
     if add is not None:  # torch < 2.4 has no weights-only default to satisfy
         add(_numpy_globals())
+
+
+def model_in_unit_box(model_config, num_train_data: int = 1):
+    """The model ``model_config`` (a nerfstudio ``ModelConfig``) builds on the scene box [-1, 1]^3, the box
+    ``sine-fields data scene`` puts its object in, with no dataset: what counting a method's parameters,
+    timing its field and testing it need. ``num_train_data`` sizes per-image embeddings where a model has
+    them (nerfacto's appearance codes)."""
+    from nerfstudio.data.scene_box import SceneBox
+
+    box = SceneBox(aabb=torch.tensor([[-1.0, -1.0, -1.0], [1.0, 1.0, 1.0]]))
+    return model_config.setup(scene_box=box, num_train_data=num_train_data, metadata={})

@@ -5,7 +5,6 @@ import sys
 from pathlib import Path
 
 import pytest
-import torch
 
 pytest.importorskip("nerfstudio")
 
@@ -21,12 +20,10 @@ def load_benchmark():
 
 
 def build(linear):
-    from nerfstudio.data.scene_box import SceneBox
-
+    from sine_fields.methods.common import model_in_unit_box
     from sine_fields.methods.sine_nerfacto import SineNerfactoModelConfig
 
-    box = SceneBox(aabb=torch.tensor([[-1.0, -1.0, -1.0], [1.0, 1.0, 1.0]]))
-    return SineNerfactoModelConfig(linear=linear, rank=4).setup(scene_box=box, num_train_data=4, metadata={})
+    return model_in_unit_box(SineNerfactoModelConfig(linear=linear, rank=4), num_train_data=4)
 
 
 def linear_params(shapes, rank=None):

@@ -127,10 +127,9 @@ def _build_model(config):
 
 
 def _setup_model(model_config):
-    from nerfstudio.data.scene_box import SceneBox
+    from sine_fields.methods.common import model_in_unit_box
 
-    box = SceneBox(aabb=torch.tensor([[-1.0, -1.0, -1.0], [1.0, 1.0, 1.0]]))
-    return model_config.setup(scene_box=box, num_train_data=4, metadata={})
+    return model_in_unit_box(model_config, num_train_data=4)
 
 
 # The factorised layers per field (coarse and fine alike) that docs/radiance-fields.md states: vanilla

@@ -42,10 +42,9 @@ def _lite_model():
     methods, _ = discover_methods()
     config = copy.deepcopy(methods["sine-nerf-lite"]).pipeline.model
     config.precision = "float32"
-    from nerfstudio.data.scene_box import SceneBox
+    from sine_fields.methods.common import model_in_unit_box
 
-    box = SceneBox(aabb=torch.tensor([[-1.0, -1.0, -1.0], [1.0, 1.0, 1.0]]))
-    return config.setup(scene_box=box, num_train_data=4, metadata={})
+    return model_in_unit_box(config, num_train_data=4)
 
 
 def test_every_method_of_ours_gives_the_rendered_opacity_as_alpha():
