@@ -180,8 +180,13 @@ SETTING_DEFAULTS = {"lr_scale": 1.0, "decay_steps": None}
 
 
 def same_settings(previous: dict, report: dict) -> bool:
-    """Whether a JSON already on disk holds runs of this command's settings."""
-    return all(previous.get(k, SETTING_DEFAULTS.get(k)) == report[k] for k in SETTINGS)
+    """Whether a JSON already on disk holds runs of this command's settings. Either side may predate a
+    setting (a file on disk, or a report another process began before the setting was recorded): a missing
+    one reads as what such runs did (``SETTING_DEFAULTS``)."""
+    def setting(d: dict, k: str):
+        return d.get(k, SETTING_DEFAULTS.get(k))
+
+    return all(setting(previous, k) == setting(report, k) for k in SETTINGS)
 
 
 def lr_scale_flags(scale: float) -> list[str]:
@@ -444,7 +449,10 @@ def plot(data: dict, output: Path) -> None:
 
     lines = [{"label": layer_kind(r), "kind": r["linear"], "curve": r["psnr_curve"]} for r in in_table_order(data["runs"]) if r["psnr_curve"]]
     scene = Path(data["scene"]).name if data["scene"] else "scene"
-    plot_psnr_panels([(f"{METHOD} on {scene} at {data['resolution']} px, one line per seed", lines)], output)
+    title = f"{METHOD} on {scene} at {data['resolution']} px, one line per seed"
+    if data.get("decay_steps"):
+        title += f"\nrates decayed to step {data['decay_steps']:,}, then held"
+    plot_psnr_panels([(title, lines)], output)
 
 
 def markdown(data: dict) -> str:
