@@ -384,6 +384,69 @@ def held_rates_markdown(data: dict) -> str:
     return f"{table}\n\n{gap_table}"
 
 
+def schedule_of(run: dict, report: dict) -> tuple[int, int]:
+    """``(steps the rates decayed over, run length)`` of one run: a run decays over its whole length unless it
+    (or a file written before runs recorded it) says ``decay_steps``."""
+    decay = run.get("decay_steps") or report.get("decay_steps") or run["iterations"]
+    return decay, run["iterations"]
+
+
+def schedules_at_steps_markdown(reports: list[dict], steps: tuple[int, ...] = (2300, 4600, 6900)) -> str:
+    """Sine and plain low-rank at equal steps under every learning-rate schedule the reports ran (the same
+    rates, decayed over a run's whole length or over its first steps and then held): a row per layer kind and
+    schedule, the held-out PSNR logged at each of ``steps`` (mean ± std over seeds; a step before a run's end
+    is read from its curve, where its rates are still higher than a run of that length would have them).
+    Then, per step, each kind under its best schedule there, seed for seed: does sine's lead survive when
+    neither kind is held to the other's schedule? A kind's best schedule at a step has the highest mean over
+    the seeds that all of its schedules logged there (as ``lr_sweep_markdown`` picks rates), picked on the
+    same runs it is then compared with."""
+    from experiments.common import markdown_table
+
+    # (kind, schedule) -> {step: {seed: PSNR}}
+    logged: dict[tuple[str, tuple[int, int]], dict[int, dict[int, float]]] = {}
+    for report in reports:
+        for run in report["runs"]:
+            if run["linear"] not in ("sine", "lowrank") or not run.get("psnr_curve"):
+                continue
+            at = logged.setdefault((run["linear"], schedule_of(run, report)), {})
+            for step, psnr in run["psnr_curve"]:
+                if step in steps:
+                    at.setdefault(int(step), {})[run["seed"]] = psnr
+    keys = sorted(logged, key=lambda key: (LAYER_ORDER.index(key[0]), key[1][0], key[1][1]))
+
+    def schedule_label(schedule: tuple[int, int]) -> str:
+        decay, length = schedule
+        return f"decay over {decay:,}" + (f", held to {length:,}" if decay < length else "")
+
+    rows = [[kind, schedule_label(schedule), f"{schedule[1]:,}"]
+            + [seeds_mean_cell(list(logged[kind, schedule][step].values())) if step in logged[kind, schedule] else "-"
+               for step in steps]
+            for kind, schedule in keys]
+    table = markdown_table(["layers", "learning-rate schedule (steps)", "run length", *(f"PSNR at step {step:,} (dB)" for step in steps)],
+                           rows).rstrip("\n")
+    comparison = []
+    for step in steps:
+        best = {}
+        for kind in ("sine", "lowrank"):
+            candidates = {schedule: logged[k, schedule][step] for k, schedule in keys if k == kind and step in logged[k, schedule]}
+            common = set.intersection(*(set(psnr) for psnr in candidates.values())) if candidates else set()
+            if common:
+                best[kind] = max(candidates, key=lambda schedule: sum(candidates[schedule][seed] for seed in common))
+        if len(best) < 2:
+            continue
+        runs = [{"linear": kind, "seed": seed, "results": {"psnr": psnr}}
+                for kind in ("sine", "lowrank") for seed, psnr in logged[kind, best[kind]][step].items()]
+        pairs = seed_pairs(runs)
+        comparison.append([f"{step:,}", schedule_label(best["sine"]), schedule_label(best["lowrank"]),
+                           ", ".join(str(seed) for seed, *_ in pairs) or "-",
+                           paired_gap(pairs) if pairs else "no seed ran both"])
+    if not comparison:
+        return table
+    gaps = markdown_table(["step", "sine's best rates", "plain low-rank's best rates", "seeds",
+                           "sine - plain low-rank, seed for seed (dB)"], comparison).rstrip("\n")
+    return f"{table}\n\n{gaps}"
+
+
 def lr_sweep_markdown(reports: list[dict]) -> str:
     """A learning-rate sweep of one run length: a row per layer kind and ``--lr-scale`` (each report's, 1 for a
     file written before it was recorded), with the field's starting and final rate, the held-out PSNR per seed
