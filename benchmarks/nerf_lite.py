@@ -442,7 +442,7 @@ def schedules_at_steps_markdown(reports: list[dict], steps: tuple[int, ...] = (2
                            paired_gap(pairs) if pairs else "no seed ran both"])
     if not comparison:
         return table
-    gaps = markdown_table(["step", "sine's best rates", "plain low-rank's best rates", "seeds",
+    gaps = markdown_table(["step", "sine's best schedule", "plain low-rank's best schedule", "seeds",
                            "sine - plain low-rank, seed for seed (dB)"], comparison).rstrip("\n")
     return f"{table}\n\n{gaps}"
 
