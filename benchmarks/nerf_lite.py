@@ -104,14 +104,10 @@ def field_parameters(config) -> dict[str, int]:
     (the same config, ``linear dense``)."""
     import copy
 
-    import torch
-    from nerfstudio.data.scene_box import SceneBox
-
-    box = SceneBox(aabb=torch.tensor([[-1.0, -1.0, -1.0], [1.0, 1.0, 1.0]]))
+    from sine_fields.methods.common import model_in_unit_box
 
     def count(model_config) -> int:
-        model = model_config.setup(scene_box=box, num_train_data=1, metadata={})
-        return sum(p.numel() for p in model.parameters())
+        return sum(p.numel() for p in model_in_unit_box(model_config).parameters())
 
     dense = copy.deepcopy(config.pipeline.model)
     dense.linear = "dense"
