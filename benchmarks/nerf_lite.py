@@ -387,6 +387,16 @@ def schedule_of(run: dict, report: dict) -> tuple[int, int]:
     return decay, run["iterations"]
 
 
+def run_arithmetic(run: dict, report: dict) -> str:
+    """The field's products in one run: ``precision auto`` is bfloat16 on a CPU with AMX tiles and float32
+    elsewhere (``arithmetic_note``); "unknown" for a file that did not record its machine."""
+    precision = run.get("precision", "auto")
+    if precision != "auto":
+        return precision
+    tiles = (report.get("machine") or {}).get("bfloat16_tiles")
+    return "unknown" if tiles is None else ("bfloat16" if tiles else "float32")
+
+
 def schedules_at_steps_markdown(reports: list[dict], steps: tuple[int, ...] = (2300, 4600, 6900)) -> str:
     """Sine and plain low-rank at equal steps under every learning-rate schedule the reports ran (the same
     rates, decayed over a run's whole length or over its first steps and then held): a row per layer kind and
@@ -395,30 +405,32 @@ def schedules_at_steps_markdown(reports: list[dict], steps: tuple[int, ...] = (2
     Then, per step, each kind under its best schedule there, seed for seed: does sine's lead survive when
     neither kind is held to the other's schedule? A kind's best schedule at a step has the highest mean over
     the seeds that all of its schedules logged there (as ``lr_sweep_markdown`` picks rates), picked on the
-    same runs it is then compared with."""
+    same runs it is then compared with. Runs of one schedule in other arithmetic (``run_arithmetic``) are a
+    row of their own."""
     from experiments.common import markdown_table
 
-    # (kind, schedule) -> {step: {seed: PSNR}}
-    logged: dict[tuple[str, tuple[int, int]], dict[int, dict[int, float]]] = {}
+    # (kind, (decay steps, run length, arithmetic)) -> {step: {seed: PSNR}}
+    logged: dict[tuple[str, tuple[int, int, str]], dict[int, dict[int, float]]] = {}
     for report in reports:
         for run in report["runs"]:
             if run["linear"] not in ("sine", "lowrank") or not run.get("psnr_curve"):
                 continue
-            at = logged.setdefault((run["linear"], schedule_of(run, report)), {})
+            at = logged.setdefault((run["linear"], (*schedule_of(run, report), run_arithmetic(run, report))), {})
             for step, psnr in run["psnr_curve"]:
                 if step in steps:
                     at.setdefault(int(step), {})[run["seed"]] = psnr
-    keys = sorted(logged, key=lambda key: (LAYER_ORDER.index(key[0]), key[1][0], key[1][1]))
+    keys = sorted(logged, key=lambda key: (LAYER_ORDER.index(key[0]), *key[1]))
 
-    def schedule_label(schedule: tuple[int, int]) -> str:
-        decay, length = schedule
-        return f"decay over {decay:,}" + (f", held to {length:,}" if decay < length else "")
+    def schedule_label(schedule: tuple[int, int, str], arithmetic: bool = False) -> str:
+        decay, length, products = schedule
+        return (f"decay over {decay:,}" + (f", held to {length:,}" if decay < length else "")
+                + (f" ({products})" if arithmetic else ""))
 
-    rows = [[kind, schedule_label(schedule), f"{schedule[1]:,}"]
+    rows = [[kind, schedule_label(schedule), f"{schedule[1]:,}", schedule[2]]
             + [seeds_mean_cell(list(logged[kind, schedule][step].values())) if step in logged[kind, schedule] else "-"
                for step in steps]
             for kind, schedule in keys]
-    table = markdown_table(["layers", "learning-rate schedule (steps)", "run length", *(f"PSNR at step {step:,} (dB)" for step in steps)],
+    table = markdown_table(["layers", "learning-rate schedule (steps)", "run length", "field products", *(f"PSNR at step {step:,} (dB)" for step in steps)],
                            rows).rstrip("\n")
     comparison = []
     for step in steps:
@@ -433,7 +445,7 @@ def schedules_at_steps_markdown(reports: list[dict], steps: tuple[int, ...] = (2
         runs = [{"linear": kind, "seed": seed, "results": {"psnr": psnr}}
                 for kind in ("sine", "lowrank") for seed, psnr in logged[kind, best[kind]][step].items()]
         pairs = seed_pairs(runs)
-        comparison.append([f"{step:,}", schedule_label(best["sine"]), schedule_label(best["lowrank"]),
+        comparison.append([f"{step:,}", schedule_label(best["sine"], True), schedule_label(best["lowrank"], True),
                            ", ".join(str(seed) for seed, *_ in pairs) or "-",
                            paired_gap(pairs) if pairs else "no seed ran both"])
     if not comparison:

@@ -124,25 +124,29 @@ def test_schedule_table_compares_each_kind_at_equal_steps_under_its_own_best_sch
 
     # A: rates decay over the whole run (a file from before runs recorded decay_steps); B: over the first 100
     # steps, then held (recorded by the file in one case, by the run in the other)
-    whole = {"runs": [run("sine", 1, 10.0, 20.0), run("sine", 2, 12.0, 22.0), run("lowrank", 1, 14.0, 18.0),
+    whole = {"machine": {"bfloat16_tiles": True}, "runs": [run("sine", 1, 10.0, 20.0), run("sine", 2, 12.0, 22.0), run("lowrank", 1, 14.0, 18.0),
                       run("lowrank", 2, 14.0, 19.0), run("dense", 1, 30.0, 31.0)]}
-    held = {"decay_steps": 100, "runs": [run("sine", 1, 15.0, 21.0), run("sine", 2, 16.0, 20.0),
+    held = {"decay_steps": 100, "machine": {"bfloat16_tiles": False}, "runs": [run("sine", 1, 15.0, 21.0), run("sine", 2, 16.0, 20.0),
                                          run("sine", 3, 16.0, 30.0, decay_steps=100),  # a lucky seed B alone ran
                                          run("lowrank", 1, 13.0, 19.5), run("lowrank", 2, 13.0, 20.5)]}
     lines = lite.schedules_at_steps_markdown([whole, held], steps=(100, 200)).splitlines()
-    assert lines[0] == "| layers | learning-rate schedule (steps) | run length | PSNR at step 100 (dB) | PSNR at step 200 (dB) |"
+    assert lines[0] == ("| layers | learning-rate schedule (steps) | run length | field products | PSNR at step 100 (dB) "
+                        "| PSNR at step 200 (dB) |")
     assert lines[2:6] == [  # no dense row; step 150 is not asked for
-        "| sine | decay over 100, held to 200 | 200 | 15.67 ± 0.58 (3) | 23.67 ± 5.51 (3) |",
-        "| sine | decay over 200 | 200 | 11.00 ± 1.41 (2) | 21.00 ± 1.41 (2) |",
-        "| lowrank | decay over 100, held to 200 | 200 | 13.00 ± 0.00 (2) | 20.00 ± 0.71 (2) |",
-        "| lowrank | decay over 200 | 200 | 14.00 ± 0.00 (2) | 18.50 ± 0.71 (2) |"]
+        "| sine | decay over 100, held to 200 | 200 | float32 | 15.67 ± 0.58 (3) | 23.67 ± 5.51 (3) |",
+        "| sine | decay over 200 | 200 | bfloat16 | 11.00 ± 1.41 (2) | 21.00 ± 1.41 (2) |",
+        "| lowrank | decay over 100, held to 200 | 200 | float32 | 13.00 ± 0.00 (2) | 20.00 ± 0.71 (2) |",
+        "| lowrank | decay over 200 | 200 | bfloat16 | 14.00 ± 0.00 (2) | 18.50 ± 0.71 (2) |"]
     # at step 100 sine is best under B, plain low-rank under A: gaps 15 - 14 and 16 - 14, t = 1.5 / 0.5 = 3;
     # at 200 sine's best is A on the seeds both its schedules ran (21 against 20.5), not B for its seed 3, and
     # plain low-rank's is B: gaps 20 - 19.5 and 22 - 20.5, t = 1 / 0.5 = 2 (1 d.o.f.: p = 1 - 2 atan(t) / pi)
-    assert lines[-2] == ("| 100 | decay over 100, held to 200 | decay over 200 | 1, 2 | **+1.50 ± 0.71**; paired t 3.00 "
+    assert lines[-2] == ("| 100 | decay over 100, held to 200 (float32) | decay over 200 (bfloat16) | 1, 2 | **+1.50 ± 0.71**; paired t 3.00 "
                          f"(1 d.o.f.), two-sided p {1 - 2 * math.atan(3) / math.pi:.3f} |")
-    assert lines[-1] == ("| 200 | decay over 200 | decay over 100, held to 200 | 1, 2 | **+1.00 ± 0.71**; paired t 2.00 "
+    assert lines[-1] == ("| 200 | decay over 200 (bfloat16) | decay over 100, held to 200 (float32) | 1, 2 | **+1.00 ± 0.71**; paired t 2.00 "
                          f"(1 d.o.f.), two-sided p {1 - 2 * math.atan(2) / math.pi:.3f} |")
+    # a run's own precision wins over its machine; a file without a machine says so
+    assert lite.run_arithmetic({"precision": "float32"}, whole) == "float32"
+    assert lite.run_arithmetic({"precision": "auto"}, {"runs": []}) == "unknown"
 
 
 def test_lr_sweep_table_compares_each_kind_at_its_own_best_rates(lite):
