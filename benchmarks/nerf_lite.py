@@ -380,6 +380,15 @@ def held_rates_markdown(data: dict) -> str:
     return f"{table}\n\n{gap_table}"
 
 
+def best_on_common_seeds(candidates: dict) -> object | None:
+    """The key of ``candidates`` (each a ``{seed: PSNR}``) with the highest mean over the seeds that every
+    candidate ran, so that one run on a lucky seed only does not win by it; None when no seed is common."""
+    common = set.intersection(*(set(psnr) for psnr in candidates.values())) if candidates else set()
+    if not common:
+        return None
+    return max(candidates, key=lambda key: sum(candidates[key][seed] for seed in common))
+
+
 def schedule_of(run: dict, report: dict) -> tuple[int, int]:
     """``(steps the rates decayed over, run length)`` of one run: a run decays over its whole length unless it
     (or a file written before runs recorded it) says ``decay_steps``."""
@@ -437,9 +446,8 @@ def schedules_at_steps_markdown(reports: list[dict], steps: tuple[int, ...] = (2
         best = {}
         for kind in ("sine", "lowrank"):
             candidates = {schedule: logged[k, schedule][step] for k, schedule in keys if k == kind and step in logged[k, schedule]}
-            common = set.intersection(*(set(psnr) for psnr in candidates.values())) if candidates else set()
-            if common:
-                best[kind] = max(candidates, key=lambda schedule: sum(candidates[schedule][seed] for seed in common))
+            if (schedule := best_on_common_seeds(candidates)) is not None:
+                best[kind] = schedule
         if len(best) < 2:
             continue
         runs = [{"linear": kind, "seed": seed, "results": {"psnr": psnr}}
@@ -487,9 +495,8 @@ def lr_sweep_markdown(reports: list[dict]) -> str:
     best = {}
     for kind in ("sine", "lowrank"):
         scales = {scale: {r["seed"]: r["results"]["psnr"] for r in group} for (k, scale), group in groups.items() if k == kind}
-        common = set.intersection(*(set(psnr) for psnr in scales.values())) if scales else set()
-        if common:
-            best[kind] = max(scales, key=lambda scale: sum(scales[scale][seed] for seed in common))
+        if (scale := best_on_common_seeds(scales)) is not None:
+            best[kind] = scale
     if len(best) < 2:
         return table
     # sine at its best rates against plain low-rank at each of its own, seed for seed: the best rates' row is
