@@ -15,8 +15,10 @@ k = 5 that keeps 4.8 % of the dense field, the paper's NeRF budget (4.7 %, LLFF 
 plain low-rank vs 23.27 dB sine). One field per run (no coarse/fine pair), stratified samples inside
 the scene box, softplus(raw - 1) density, white background, Adam with an exponential learning-rate decay.
 
-Every run stops when its held-out PSNR gained less than ``--gain-db`` over the last quarter of its
-iterations (checked from ``min_iterations`` on), or at the iteration cap, which is then recorded. The
+Every run stops when its held-out PSNR gained less than 0.3 dB over the last quarter of its iterations
+(checked from ``min_iterations`` on; ``--rule smoothed`` reads that gain off a quadratic through the last
+half's points, with a margin of two standard errors, so that a dip does not stop a noisy run), or at the
+iteration cap, which is then recorded. The
 cap is planned from a timing taken at the start of the same command, so that all runs fit in
 ``--budget-seconds``. The omega sweep runs first on one seed; the chosen omega then runs on every seed.
 Runs go to several processes sharing one GPU; the JSON is rewritten (atomically) as results arrive.
@@ -49,7 +51,7 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
-from experiments.common import CONVERGED_GAIN_DB
+from experiments.common import CONVERGED_GAIN_DB, smoothed_last_quarter_gain, smoothed_verdict
 from sine_fields.convert import convert, count_parameters
 from sine_fields.fields.encodings import FourierFeatures
 from sine_fields.io import atomic_write_json
@@ -116,6 +118,10 @@ class Plan:
     """Ranks swept over omegas (seed 0, first scene); another rank takes the omega best on average over these."""
     gain_db: float = CONVERGED_GAIN_DB
     """A run has converged when its held-out PSNR gained less than this over the last quarter of its iterations."""
+    rule: str = "last-quarter"
+    """How that gain is read: ``last-quarter``, the last point minus the one at three quarters; ``smoothed``, off
+    a quadratic through the last half's points, under ``gain_db`` by two standard errors
+    (``smoothed_last_quarter_gain``), which one dip between two evaluations moves far less."""
     cap: int = 0
     """Iterations at most (0: planned from the timing at the start)."""
     eval_every: int = 0
@@ -356,11 +362,18 @@ def held_out_psnr(field: NeRFField, views: list[Rays], recipe: Recipe) -> float:
 # --- one run ----------------------------------------------------------------------------------------
 
 
-def converged(curve: list[tuple[int, float]], gain_db: float, min_iterations: int) -> bool:
+RULES = ("last-quarter", "smoothed")
+
+
+def converged(curve: list[tuple[int, float]], gain_db: float, min_iterations: int, rule: str = "last-quarter") -> bool:
     """True when the last point is at or past ``min_iterations`` and its PSNR gained less than ``gain_db``
-    over the PSNR at the last recorded iteration not later than 3/4 of its own (the last quarter)."""
+    over the last quarter: by ``rule`` ``last-quarter``, over the PSNR at the last recorded iteration not later
+    than 3/4 of its own; by ``smoothed``, on a quadratic through the last half's points, with a margin of two
+    standard errors (``Plan.rule``)."""
     if not curve or curve[-1][0] < min_iterations:
         return False
+    if rule == "smoothed":
+        return smoothed_verdict(smoothed_last_quarter_gain(curve, curve[-1][0]), gain_db) == "converged"
     iteration, psnr = curve[-1]
     earlier = [p for it, p in curve if it <= 0.75 * iteration]
     if not earlier:
@@ -416,7 +429,7 @@ def train_run(
             curve.append((iteration, held_out_psnr(field, curve_views, recipe)))
             if progress is not None:
                 progress({"iterations": iteration, "curve": [list(p) for p in curve]})
-            if converged(curve, plan.gain_db, plan.min_iterations):
+            if converged(curve, plan.gain_db, plan.min_iterations, plan.rule):
                 status = "converged"
                 break
     train_seconds = time.perf_counter() - started
@@ -727,9 +740,12 @@ COMPLETE = ("converged", "cap", "diverged")
 # --- resuming ----------------------------------------------------------------------------------------
 
 RESUMED_PLAN_FIELDS = {"ranks": "--ranks", "seeds": "--seeds", "omegas": "--omegas", "sweep_ranks": "--sweep-ranks",
-                       "cap": "--cap", "eval_every": "--cap", "gain_db": None, "evals_per_cap": None, "min_fraction": None}
+                       "cap": "--cap", "eval_every": "--cap", "gain_db": None, "evals_per_cap": None, "min_fraction": None,
+                       "rule": "--rule"}
 """The plan's fields a resumed call must share with the file, and the option that sets each (None: none does,
 ``eval_every`` follows ``--cap``)."""
+PLAN_FIELDS_ADDED = {"rule": "last-quarter"}
+"""Plan fields added after files were written, and what such a file's runs did."""
 
 
 def read_results(path: Path) -> dict:
@@ -752,7 +768,7 @@ def resumed_plan(previous: dict, path: Path, plan: Plan, cap_given: bool) -> Pla
     if not cap_given:
         plan = replace(plan, cap=int(saved.get("cap", 0)), eval_every=int(saved.get("eval_every", 0)))
     for name, option in RESUMED_PLAN_FIELDS.items():
-        mine, theirs = getattr(plan, name), saved.get(name)
+        mine, theirs = getattr(plan, name), saved.get(name, PLAN_FIELDS_ADDED.get(name))
         if isinstance(mine, tuple):
             mine, theirs = list(mine), list(theirs or [])
         if mine != theirs:
@@ -961,6 +977,7 @@ def command_run(args) -> int:
     recipe = QUICK_RECIPE if args.quick or args.recipe == "quick" else Recipe()
     plan = QUICK_PLAN if args.quick else Plan()
     overrides = {name: tuple(getattr(args, name)) for name in ("ranks", "seeds", "omegas", "sweep_ranks") if getattr(args, name)}
+    overrides["rule"] = args.rule
     if args.cap:
         overrides.update(cap=args.cap, eval_every=max(1, args.cap // plan.evals_per_cap))
     plan = replace(plan, **overrides)
@@ -1115,6 +1132,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     run.add_argument("--omegas", type=float, nargs="+", help="override the swept omegas (default 30 100 300 1000)")
     run.add_argument("--sweep-ranks", type=int, nargs="+", help="override the swept ranks (default 1 5)")
     run.add_argument("--cap", type=int, help="a fixed iteration cap instead of one planned from the timing")
+    run.add_argument("--rule", choices=RULES, default="last-quarter",
+                     help="how a run's last-quarter gain is read: two points, or smoothed over the last half (noisy curves)")
     run.add_argument("--workdir", type=Path, default=ROOT / "benchmarks" / "runs" / "nerf", help="where --quick renders its scenes")
     run.add_argument("--resume", action="store_true",
                      help="--output exists: keep its complete runs and train the rest, with its cap and settings (repeat until done)")

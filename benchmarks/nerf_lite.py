@@ -233,6 +233,7 @@ def runs_written_meanwhile(output: Path, report: dict) -> list[dict]:
 
 
 LAYER_ORDER = ("sine", "lowrank", "dense")
+SMOOTHED_VERDICTS = ("converged", "within noise", "rising")  # the by-length table's counts of smoothed readings
 
 
 def in_table_order(runs: list[dict]) -> list[dict]:
@@ -317,9 +318,11 @@ def seeds_mean_cell(psnrs: list[float]) -> str:
 def by_length_markdown(reports: list[dict]) -> str:
     """One row per run length over several reports of one scene: each layer kind's held-out PSNR (mean ±
     std over its seeds), the sine - plain low-rank gap over the seeds that ran both (paired), and how many
-    runs met the convergence rule (a gain under ``CONVERGED_GAIN_DB`` over the last quarter). Read down the
-    rows: does the gap hold as training gets longer?"""
-    from experiments.common import CONVERGED_GAIN_DB, markdown_table
+    runs met the convergence rule (a gain under ``CONVERGED_GAIN_DB`` over the last quarter) and how the
+    smoothed rule reads them (``smoothed_verdict``; a curve too short for the fit counts as none of them,
+    and a length where no run has one reads ``-``).
+    Read down the rows: does the gap hold as training gets longer?"""
+    from experiments.common import CONVERGED_GAIN_DB, markdown_table, smoothed_last_quarter_gain, smoothed_verdict
 
     runs = [run for report in reports for run in report["runs"]]
     rows = []
@@ -333,15 +336,31 @@ def by_length_markdown(reports: list[dict]) -> str:
         cells.append("-" if not pairs else paired_gap(pairs))
         settled = sum(r["last_quarter_gain_db"] is not None and r["last_quarter_gain_db"] < CONVERGED_GAIN_DB for r in same)
         cells.append(f"{settled} of {len(same)}")
+        verdicts = [smoothed_verdict(smoothed_last_quarter_gain(r.get("psnr_curve", []), r["iterations"])) for r in same]
+        read = [v for v in verdicts if v in SMOOTHED_VERDICTS]
+        cells.append(" / ".join(str(read.count(v)) for v in SMOOTHED_VERDICTS) if read else "-")
         rows.append(cells)
     header = ["steps", "sine (dB), mean ± std (seeds)", "plain low-rank (dB)", "dense (dB)",
-              "sine - plain low-rank, seed for seed (dB)", f"runs converged (< {CONVERGED_GAIN_DB} dB over the last quarter)"]
+              "sine - plain low-rank, seed for seed (dB)", f"runs converged (< {CONVERGED_GAIN_DB} dB over the last quarter)",
+              "by the smoothed gain: " + " / ".join(SMOOTHED_VERDICTS)]
     return markdown_table(header, rows).rstrip("\n")
 
 
 def score_at(curve: list[list[float]], step: int) -> float:
     """The held-out PSNR logged closest to ``step``."""
     return min(curve, key=lambda point: abs(point[0] - step))[1]
+
+
+def smoothed_cell(curve: list[list[float]], iterations: int) -> str:
+    """A run's smoothed last-quarter gain with its standard error and reading (``experiments.common``'s
+    ``smoothed_last_quarter_gain`` and ``smoothed_verdict``), or ``-`` for a curve too short to give one."""
+    from experiments.common import smoothed_last_quarter_gain, smoothed_verdict
+
+    smoothed = smoothed_last_quarter_gain(curve, iterations)
+    if smoothed is None:
+        return "-"
+    gain = round(smoothed[0], 2) + 0.0  # a flat curve's rounding residue reads +0.00, not -0.00
+    return f"{gain:+.2f} ± {smoothed[1]:.2f}, {smoothed_verdict(smoothed)}"
 
 
 def held_rates_markdown(data: dict) -> str:
@@ -351,27 +370,35 @@ def held_rates_markdown(data: dict) -> str:
     step at which the gain over the run's last quarter would have been under ``CONVERGED_GAIN_DB`` (and the
     PSNR there), tested from half the run on and not before the decay's end (``benchmarks/nerf.py`` tests its
     rule from half the cap: earlier, a plateau is taken for convergence), the final PSNR and its last-quarter
-    gain. Then sine - plain low-rank seed for seed at those three points (at the rule's point only over seeds
-    where both runs met it)."""
-    from experiments.common import CONVERGED_GAIN_DB, first_step_meeting_rule, layer_kind, markdown_table
+    gain; the same stopping point under the smoothed rule (``first_step_meeting_smoothed_rule``: the gain read
+    off a quadratic through the last half, under the threshold by two standard errors, which one dip moves
+    less than it moves a difference of two points) and the final smoothed gain. Then sine - plain
+    low-rank seed for seed at those points (at a rule's point only over seeds where both runs met it)."""
+    from experiments.common import (CONVERGED_GAIN_DB, first_step_meeting_rule, first_step_meeting_smoothed_rule, layer_kind,
+                                    markdown_table)
+
+    def met_cell(met: list[float] | None) -> str:
+        return "not met" if met is None else f"{met[1]:.2f} (step {met[0]:,})"
 
     runs = in_table_order(data["runs"])
     rows, at = [], {}
     for r in runs:
-        decay = r["decay_steps"]
-        met = first_step_meeting_rule(r["psnr_curve"], max(decay, r["iterations"] // 2))
-        at[r["linear"], r["seed"]] = {"decay": score_at(r["psnr_curve"], decay), "rule": None if met is None else met[1],
-                                      "final": r["results"]["psnr"]}
+        decay, curve = r["decay_steps"], r["psnr_curve"]
+        start = max(decay, r["iterations"] // 2)
+        met, smoothed_met = first_step_meeting_rule(curve, start), first_step_meeting_smoothed_rule(curve, start)
+        at[r["linear"], r["seed"]] = {"decay": score_at(curve, decay), "rule": None if met is None else met[1],
+                                      "smoothed": None if smoothed_met is None else smoothed_met[1], "final": r["results"]["psnr"]}
         rows.append([layer_kind(r), str(r["seed"]), f"{at[r['linear'], r['seed']]['decay']:.2f} (step {decay:,})",
-                     "not met" if met is None else f"{met[1]:.2f} (step {met[0]:,})",
-                     f"{r['results']['psnr']:.2f} (step {r['iterations']:,})", f"{r['last_quarter_gain_db']:+.2f}"])
+                     met_cell(met), met_cell(smoothed_met), f"{r['results']['psnr']:.2f} (step {r['iterations']:,})",
+                     f"{r['last_quarter_gain_db']:+.2f}", smoothed_cell(curve, r["iterations"])])
     header = ["field MLP layers", "seed", "held-out PSNR at the end of the decay (dB)",
               f"where the rule (< {CONVERGED_GAIN_DB} dB over the last quarter) first holds, from half the run on (dB)",
-              "final held-out PSNR (dB)", "gain over the last quarter (dB)"]
+              "where the smoothed rule first holds, from half the run on (dB)", "final held-out PSNR (dB)",
+              "gain over the last quarter (dB)", "smoothed gain over the last quarter (dB)"]
     table = markdown_table(header, rows).rstrip("\n")
     gaps = []
     for point, label in (("decay", "at the end of the decay"), ("rule", "where both runs first meet the rule"),
-                         ("final", "at the end")):
+                         ("smoothed", "where both runs first meet the smoothed rule"), ("final", "at the end")):
         pairs = [(seed, at["sine", seed][point], at["lowrank", seed][point], None)
                  for seed, *_ in seed_pairs(data["runs"])
                  if at["sine", seed][point] is not None and at["lowrank", seed][point] is not None]
@@ -539,20 +566,26 @@ def markdown(data: dict) -> str:
     the mean ± standard deviation over the seeds."""
     from experiments.common import SEED_SUMMARY_COLUMNS, layer_kind, markdown_table, seed_summary_cells
 
-    rows = ["| method | field MLP layers | seed | parameters | % of dense | held-out PSNR (dB) ± std over eval images | SSIM | iterations | "
-            "PSNR gain over the last quarter (dB) | ns-train wall (s) | load before / after | CPU stolen |",
-            "|---|---|---|---|---|---|---|---|---|---|---|---|"]
-    for r in in_table_order(data["runs"]):
-        kind = layer_kind(r)
+    runs = in_table_order(data["runs"])
+    smoothed = [smoothed_cell(r.get("psnr_curve", []), r["iterations"]) for r in runs]
+    with_smoothed = any(cell != "-" for cell in smoothed)  # runs of the recipe's length log too few points
+    header = ["method", "field MLP layers", "seed", "parameters", "% of dense", "held-out PSNR (dB) ± std over eval images",
+              "SSIM", "iterations", "PSNR gain over the last quarter (dB)",
+              *(["smoothed gain over the last quarter (dB)"] if with_smoothed else []), "ns-train wall (s)", "load before / after",
+              "CPU stolen"]
+    cells = []
+    for r, smoothed_gain in zip(runs, smoothed):
         p, res = r["parameters"], r["results"]
         gain = "-" if r["last_quarter_gain_db"] is None else f"{r['last_quarter_gain_db']:+.2f}"
         load = r["load_average_1min_before_and_after"]
         shares = r.get("cpu_time_shares_during_training")
         stolen = "-" if not shares else f"{100 * shares['steal']:.0f} %"
         spread = "" if res["psnr_std"] != res["psnr_std"] else f" ± {res['psnr_std']:.2f}"  # NaN: one eval image
-        rows.append(f"| {METHOD} | {kind} | {r['seed']} | {p['model']:,} | {100 * p['model'] / p['dense_twin']:.1f} % | "
-                    f"{res['psnr']:.2f}{spread} | {res['ssim']:.3f} | {r['iterations']:,} | {gain} | "
-                    f"{r['ns_train_wall_seconds']:.0f} | {load[0]:.2f} / {load[1]:.2f} | {stolen} |")
+        cells.append([METHOD, layer_kind(r), str(r["seed"]), f"{p['model']:,}", f"{100 * p['model'] / p['dense_twin']:.1f} %",
+                      f"{res['psnr']:.2f}{spread}", f"{res['ssim']:.3f}", f"{r['iterations']:,}", gain,
+                      *([smoothed_gain] if with_smoothed else []), f"{r['ns_train_wall_seconds']:.0f}", f"{load[0]:.2f} / {load[1]:.2f}",
+                      stolen])
+    rows = [markdown_table(header, cells).rstrip("\n")]
     summaries = seed_summaries(data["runs"])
     if summaries:
         header = ["field MLP layers", *SEED_SUMMARY_COLUMNS, "longest ns-train wall (s)"]

@@ -10,8 +10,8 @@ from typing import Any, Callable, NoReturn, Sequence
 
 from sine_fields.io import atomic_write_json, atomic_write_text
 
-__all__ = ["CONVERGED_GAIN_DB", "OneLineParser", "SEED_SUMMARY_COLUMNS", "cpu_model", "first_step_meeting_rule", "last_quarter_gain", "layer_kind", "mean_std", "markdown_table",
-           "parse_floats", "parse_ints", "plot_psnr_panels", "seed_summaries", "seed_summary_cells", "write_json_atomic", "write_text_atomic"]
+__all__ = ["CONVERGED_GAIN_DB", "OneLineParser", "SEED_SUMMARY_COLUMNS", "cpu_model", "first_step_meeting_rule", "first_step_meeting_smoothed_rule", "last_quarter_gain", "layer_kind", "mean_std", "markdown_table",
+           "parse_floats", "parse_ints", "plot_psnr_panels", "seed_summaries", "seed_summary_cells", "smoothed_last_quarter_gain", "smoothed_verdict", "write_json_atomic", "write_text_atomic"]
 
 
 def cpu_model(cpuinfo: Path = Path("/proc/cpuinfo")) -> str | None:
@@ -98,6 +98,61 @@ def first_step_meeting_rule(curve: Sequence[Sequence[float]], start: int,
             continue
         gain = last_quarter_gain([*curve[:index], [step, score]], step)
         if gain is not None and gain < threshold:
+            return [step, score]
+    return None
+
+
+SMOOTHED_SE_FACTOR = 2.0
+"""The smoothed rule's margin, in standard errors: a run is called converged only when its smoothed gain plus
+this margin is under ``CONVERGED_GAIN_DB``, and rising only when the gain minus it is at or above."""
+
+
+def smoothed_last_quarter_gain(curve: Sequence[Sequence[float]], iterations: int) -> tuple[float, float] | None:
+    """The gain over the last quarter of the run read off a smooth curve, with its standard error, as
+    ``(gain, se)``: a quadratic least-squares fit through every score logged in the last half of the run, from
+    three quarters of the run to its end. None: fewer than five points there (the error needs at least two
+    degrees of freedom after three coefficients).
+
+    Why not two points: held-out PSNR on a few views moves by up to a dB between evaluations, so
+    ``last_quarter_gain`` (a difference of two noisy points) can read a dip as convergence. The fit averages
+    that noise over the half and says how much is left (its error); a quadratic, not a line, because a
+    run whose learning rate decays bends over, and a line through the half would read its mean slope,
+    steeper than the end's."""
+    import numpy as np
+
+    points = np.array([(step / iterations, score) for step, score in curve if 0.5 * iterations <= step <= iterations], dtype=float)
+    if len(points) < 5:
+        return None
+    x, y = points[:, 0], points[:, 1]
+    coefficients, unscaled = np.polyfit(x, y, 2, cov="unscaled")  # highest power first
+    residual_variance = float(np.sum((y - np.polyval(coefficients, x)) ** 2)) / (len(x) - 3)
+    at = np.array([1.0 - 0.75 ** 2, 1.0 - 0.75, 0.0])  # the gain is linear in the coefficients
+    gain = float(at @ coefficients)
+    return gain, float(np.sqrt(residual_variance * (at @ unscaled @ at)))
+
+
+def smoothed_verdict(smoothed: tuple[float, float] | None, threshold: float = CONVERGED_GAIN_DB) -> str:
+    """``smoothed_last_quarter_gain`` against the convergence threshold: ``converged`` (under it by
+    ``SMOOTHED_SE_FACTOR`` standard errors), ``rising`` (over it by as many), else ``within noise`` (the curve
+    cannot tell); ``too short`` without a fit."""
+    if smoothed is None:
+        return "too short"
+    gain, se = smoothed
+    if gain + SMOOTHED_SE_FACTOR * se < threshold:
+        return "converged"
+    if gain - SMOOTHED_SE_FACTOR * se >= threshold:
+        return "rising"
+    return "within noise"
+
+
+def first_step_meeting_smoothed_rule(curve: Sequence[Sequence[float]], start: int,
+                                     threshold: float = CONVERGED_GAIN_DB) -> list[float] | None:
+    """As ``first_step_meeting_rule``, with the smoothed rule: the first logged ``[step, score]`` at or after
+    ``start`` at which ``smoothed_last_quarter_gain`` of the curve up to that step reads ``converged``."""
+    for step, score in curve:
+        if step < start:
+            continue
+        if smoothed_verdict(smoothed_last_quarter_gain([p for p in curve if p[0] <= step], step), threshold) == "converged":
             return [step, score]
     return None
 

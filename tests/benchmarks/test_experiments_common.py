@@ -1,7 +1,8 @@
 """benchmarks/experiments/common.py: the helpers the benchmarks share, on closed-form inputs."""
 
 import pytest
-from experiments.common import cpu_model, first_step_meeting_rule, last_quarter_gain, layer_kind, mean_std, seed_summaries
+from experiments.common import (cpu_model, first_step_meeting_rule, first_step_meeting_smoothed_rule, last_quarter_gain, layer_kind,
+                                mean_std, seed_summaries, smoothed_last_quarter_gain, smoothed_verdict)
 
 
 def test_first_step_meeting_rule_is_where_the_gain_rule_would_have_stopped_the_run():
@@ -18,6 +19,45 @@ def test_last_quarter_gain_reads_the_point_nearest_three_quarters():
     assert last_quarter_gain(curve, 400) == pytest.approx(1.0)  # 21 - the score at step 300
     assert last_quarter_gain([[75, 10.0], [150, 12.0], [225, 13.5], [300, 13.0]], 300) == pytest.approx(-0.5)
     assert last_quarter_gain([[400, 21.0]], 400) is None
+
+
+def test_smoothed_gain_reads_the_last_quarter_off_a_quadratic_through_the_last_half():
+    # a bending curve, exactly quadratic in x = step / 1000: 20 + 4 x - 2 x^2 gains 4 (1 - 0.75) - 2 (1 - 0.75^2)
+    # = 0.125 dB over the last quarter, with no error; the point at step 100 lies before half the run and is
+    # left out (it would pull the fit)
+    def bend(x):
+        return 20.0 + 4.0 * x - 2.0 * x * x
+
+    curve = [[100, 0.0]] + [[step, bend(step / 1000)] for step in range(500, 1001, 100)]
+    gain, se = smoothed_last_quarter_gain(curve, 1000)
+    assert gain == pytest.approx(0.125) and se == pytest.approx(0.0, abs=1e-6)
+    assert smoothed_verdict((gain, se)) == "converged"
+    # a line, 0.5 dB per quarter: rising
+    assert smoothed_verdict(smoothed_last_quarter_gain([[step, 0.002 * step] for step in range(500, 1001, 100)], 1000)) == "rising"
+    # noise a (-1, 2, 0, -2, 1) at steps 600..1000 is orthogonal to the quadratics there, so the fit is the
+    # curve itself and the residuals are the noise: variance 10 a^2 / 2 degrees of freedom. In t = (x - 0.8) / 0.1
+    # the orthogonal basis 1, t, t^2 - 2 has norms 5, 10, 14; from x = 0.75 (t = -0.5) to 1 (t = 2) t rises
+    # 2.5 and t^2 - 2 rises 3.75, so se = sqrt(5 a^2 (2.5^2 / 10 + 3.75^2 / 14))
+    for a, verdict in ((0.1, "within noise"), (0.02, "converged")):
+        noisy = [[step, bend(step / 1000) + a * sign] for step, sign in zip(range(600, 1001, 100), (-1, 2, 0, -2, 1))]
+        gain, se = smoothed_last_quarter_gain(noisy, 1000)
+        assert gain == pytest.approx(0.125) and se == pytest.approx(a * (5 * (2.5 ** 2 / 10 + 3.75 ** 2 / 14)) ** 0.5)
+        assert smoothed_verdict((gain, se)) == verdict
+    assert smoothed_last_quarter_gain([[step, 15.0] for step in range(500, 1001, 100)], 1000) == pytest.approx((0.0, 0.0))  # flat
+    assert smoothed_last_quarter_gain([[step, 1.0] for step in range(700, 1001, 100)], 1000) is None  # four points
+    assert smoothed_verdict(None) == "too short"
+
+
+def test_first_step_meeting_smoothed_rule_waits_for_a_flat_last_half():
+    # rising 1 dB per 100 steps to 15 dB at step 500, then flat. At 800 the last half holds 14 and four 15s
+    # at t = -2..2 (x = 0.5..1 in eighths): the basis 1, t, t^2 - 2 gets 0.2 and -1/7, and from x = 0.75 (t = 0)
+    # to the end t rises 2 and t^2 - 2 rises 4: a gain of 0.4 - 4/7 = -0.17 dB, with an error of 0.30 (within
+    # noise). At 900 the last half (500 to 900) is flat; before 800 the half holds fewer than five points
+    curve = [[step, 10.0 + min(step, 500) / 100] for step in range(100, 1001, 100)]
+    gain, se = smoothed_last_quarter_gain(curve[:8], 800)
+    assert gain == pytest.approx(0.4 - 4 / 7) and smoothed_verdict((gain, se)) == "within noise"
+    assert first_step_meeting_smoothed_rule(curve, start=0) == [900, 15.0]
+    assert first_step_meeting_smoothed_rule(curve[:8], start=0) is None
 
 
 def test_mean_std_is_the_sample_standard_deviation():

@@ -129,6 +129,12 @@ def test_convergence_rule(nerf):
     flat = [(i, 20 + 2 * (1 - math.exp(-i / 20))) for i in range(10, 410, 10)]
     assert nerf.converged(flat, 0.3, 100)
     assert not nerf.converged(flat[:5], 0.3, 100)  # before min_iterations nothing has converged
+    # a run still rising 1 dB per quarter whose last evaluation dips 1.2 dB: the two-point rule stops it, the
+    # smoothed one (a quadratic through the 21 points of the last half) does not; both stop the flat run
+    dipped = rising[:-1] + [(400, rising[-1][1] - 1.2)]
+    assert nerf.converged(dipped, 0.3, 100) and not nerf.converged(dipped, 0.3, 100, rule="smoothed")
+    assert nerf.converged(flat, 0.3, 100, rule="smoothed")
+    assert not nerf.converged(flat[:5], 0.3, 100, rule="smoothed")
 
 
 def test_omega_choice(nerf):
@@ -215,6 +221,16 @@ def test_resume_keeps_complete_runs_and_an_omega_choice_only_from_a_complete_swe
     kept, kept_choice = nerf.runs_to_keep({"runs": runs, "omega_choice": choice})
     assert set(kept) == {"sweep-a", "dense"} and kept_choice is None
     assert "also_main" not in kept["sweep-a"]
+
+
+def test_resume_reads_a_file_from_before_the_rule_option_as_the_two_point_rule(nerf, tmp_path):
+    from dataclasses import asdict, replace
+
+    plan = nerf.Plan(cap=100, eval_every=4)
+    saved = {k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(plan).items() if k != "rule"}
+    assert nerf.resumed_plan({"plan": saved}, tmp_path / "old.json", plan, cap_given=False) == plan
+    with pytest.raises(nerf.BenchmarkError, match="rule last-quarter.*--rule"):
+        nerf.resumed_plan({"plan": saved}, tmp_path / "old.json", replace(plan, rule="smoothed"), cap_given=False)
 
 
 def white_psnr(scene):

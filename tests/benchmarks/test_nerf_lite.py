@@ -225,6 +225,13 @@ def test_tables_group_runs_by_layer_kind_whatever_order_they_finished_in(lite):
     rows = [line.split(" | ")[1:3] for line in lite.markdown({"runs": runs}).splitlines()[2:7]]
     assert rows == [["sine k = 5, omega 100", "42"], ["sine k = 5, omega 100", "1"], ["lowrank k = 5", "42"],
                     ["lowrank k = 5", "1"], ["dense", "42"]]
+    assert "smoothed" not in lite.markdown({"runs": runs})  # no curves: no smoothed column
+    # one run logged its last half, an exact line 0.1 dB per 575 steps (0.2 dB per quarter of 4,600): its
+    # smoothed gain, with no error, is under the rule; the runs without a curve read "-"
+    runs[1]["psnr_curve"] = [[step, 27.0 - 0.1 * (4600 - step) / 575] for step in range(575, 4601, 575)]
+    lines = lite.markdown({"runs": runs}).splitlines()
+    assert lines[0].split(" | ")[9] == "smoothed gain over the last quarter (dB)"
+    assert [line.split(" | ")[9] for line in lines[2:4]] == ["+0.20 ± 0.00, converged", "-"]
 
 
 def test_the_table_says_what_arithmetic_and_threads_its_runs_used(lite):
@@ -258,20 +265,45 @@ def test_paired_table_takes_the_gap_per_seed_and_its_spread(lite):
 
 
 def test_by_length_table_has_a_row_per_run_length_with_the_paired_gap_and_converged_count(lite):
-    def run(linear, seed, psnr, iterations, gain):
+    def run(linear, seed, psnr, iterations, gain, per_quarter=None):
         r = _run(linear, seed, psnr, 0.0)
-        r.update(iterations=iterations, last_quarter_gain_db=gain)
+        # a curve every 575 steps: at 2,300 steps its last half holds three points, too few to smooth; at
+        # 4,600 an exact line rising per_quarter dB per 1,150 steps to the final PSNR
+        curve = [[step, psnr - (per_quarter or 0.0) * (iterations - step) / (iterations / 4)] for step in range(575, iterations + 1, 575)]
+        r.update(iterations=iterations, last_quarter_gain_db=gain, psnr_curve=curve if per_quarter is not None or iterations < 4600 else [])
         return r
 
     short = {"runs": [run("sine", 42, 27.0, 2300, 1.0), run("lowrank", 42, 24.0, 2300, 0.5), run("sine", 1, 27.0, 2300, 1.0),
                       run("lowrank", 1, 26.0, 2300, 0.2)]}
-    long = {"runs": [run("sine", 42, 28.0, 4600, 0.29), run("lowrank", 42, 27.0, 4600, 0.3), run("dense", 42, 32.0, 4600, None)]}
+    long = {"runs": [run("sine", 42, 28.0, 4600, 0.29, per_quarter=0.2), run("lowrank", 42, 27.0, 4600, 0.3, per_quarter=0.5),
+                     run("dense", 42, 32.0, 4600, None)]}
     lines = lite.by_length_markdown([long, short]).splitlines()  # rows sorted by length whatever the reports' order
     assert len(lines) == 4
     p = 1 - 2 * math.atan(2) / math.pi  # the gaps (3, 1) as in the paired table's test
-    assert lines[2] == f"| 2,300 | 27.00 ± 0.00 (2) | 25.00 ± 1.41 (2) | - | **+2.00 ± 1.41**; paired t 2.00 (1 d.o.f.), two-sided p {p:.3f} | 1 of 4 |"
-    # one seed: no spread to give; a gain of exactly 0.3 dB is not under the rule, no curve is not converged
-    assert lines[3] == "| 4,600 | 28.00 (1) | 27.00 (1) | 32.00 (1) | +1.00 (one seed) | 1 of 3 |"
+    assert lines[2] == f"| 2,300 | 27.00 ± 0.00 (2) | 25.00 ± 1.41 (2) | - | **+2.00 ± 1.41**; paired t 2.00 (1 d.o.f.), two-sided p {p:.3f} | 1 of 4 | - |"  # too short to smooth
+    # one seed: no spread to give; a gain of exactly 0.3 dB is not under the rule, no curve is not converged.
+    # The smoothed gains over the last halves (2,300 to 4,600, exact lines): 0.2 dB per quarter (converged)
+    # and 0.5 dB (rising); the dense run has no curve to read and counts as neither
+    assert lines[3] == "| 4,600 | 28.00 (1) | 27.00 (1) | 32.00 (1) | +1.00 (one seed) | 1 of 3 | 1 / 0 / 1 |"
+
+
+def test_held_rates_table_stops_a_run_by_the_smoothed_rule_where_its_last_half_is_flat(lite):
+    # curves every 100 steps to 1,000, rates decayed to step 200. Sine rises 1 dB per 100 steps to 25 at step
+    # 500, then stays flat: the smoothed rule first holds at 900, where the last half (500 to 900) is flat
+    # (at 800 it holds 24 and four 25s: within noise). Plain low-rank rises 0.2 dB per 100 steps throughout,
+    # 0.5 dB per quarter of 1,000 steps with no error: rising, never met
+    def run(linear, curve):
+        r = _run(linear, 1, curve[-1][1], 0.0)
+        r.update(decay_steps=200, iterations=1000, psnr_curve=curve, last_quarter_gain_db=curve[-1][1] - curve[-3][1])
+        return r
+
+    sine = run("sine", [[step, 20.0 + min(step, 500) / 100] for step in range(100, 1001, 100)])
+    lowrank = run("lowrank", [[step, 20.0 + 0.002 * step] for step in range(100, 1001, 100)])
+    lines = lite.held_rates_markdown({"runs": [lowrank, sine]}).splitlines()
+    assert lines[2].split(" | ")[4:6] == ["25.00 (step 900)", "25.00 (step 1,000)"]
+    assert lines[2].endswith("| +0.00 ± 0.00, converged |")
+    assert lines[3].split(" | ")[4] == "not met" and lines[3].endswith("| +0.50 ± 0.00, rising |")
+    assert lines[-2] == "| where both runs first meet the smoothed rule | - | - |"
 
 
 def test_decay_steps_decay_every_rate_over_the_first_steps_then_hold_it(lite):
@@ -301,11 +333,13 @@ def test_held_rates_table_reads_each_run_at_the_decay_end_the_rule_and_the_end(l
             run("sine", 2, [[100, 15.0], [200, 20.0], [300, 22.0], [400, 24.0], [500, 25.0], [600, 26.0]]),
             run("lowrank", 2, [[100, 16.0], [200, 18.0], [300, 20.0], [400, 20.1], [500, 20.2], [600, 20.3]])]
     lines = lite.held_rates_markdown({"runs": runs}).splitlines()
-    assert lines[2] == "| sine k = 5, omega 100 | 1 | 20.00 (step 200) | 24.20 (step 500) | 24.30 (step 600) | +0.30 |"
-    assert lines[3] == "| sine k = 5, omega 100 | 2 | 20.00 (step 200) | not met | 26.00 (step 600) | +2.00 |"
-    assert lines[4] == "| lowrank k = 5 | 1 | 19.00 (step 200) | 21.10 (step 400) | 21.30 (step 600) | +0.20 |"
-    assert lines[5] == "| lowrank k = 5 | 2 | 18.00 (step 200) | 20.10 (step 400) | 20.30 (step 600) | +0.20 |"
-    gaps = lines[-3:]
+    # four points in each last half (300 to 600): too few for the smoothed rule, which needs five
+    assert lines[2] == "| sine k = 5, omega 100 | 1 | 20.00 (step 200) | 24.20 (step 500) | not met | 24.30 (step 600) | +0.30 | - |"
+    assert lines[3] == "| sine k = 5, omega 100 | 2 | 20.00 (step 200) | not met | not met | 26.00 (step 600) | +2.00 | - |"
+    assert lines[4] == "| lowrank k = 5 | 1 | 19.00 (step 200) | 21.10 (step 400) | not met | 21.30 (step 600) | +0.20 | - |"
+    assert lines[5] == "| lowrank k = 5 | 2 | 18.00 (step 200) | 20.10 (step 400) | not met | 20.30 (step 600) | +0.20 | - |"
+    gaps = lines[-4:]
     assert gaps[0].startswith("| at the end of the decay | 1, 2 | **+1.50 ± 0.71**")  # gaps 1 and 2
     assert gaps[1] == "| where both runs first meet the rule | 1 | +3.10 (one seed) |"  # seed 2's sine never did
-    assert gaps[2].startswith("| at the end | 1, 2 | **+4.35 ± 1.91**")  # gaps 3.0 and 5.7
+    assert gaps[2] == "| where both runs first meet the smoothed rule | - | - |"
+    assert gaps[3].startswith("| at the end | 1, 2 | **+4.35 ± 1.91**")  # gaps 3.0 and 5.7
