@@ -175,14 +175,20 @@ SETTINGS = ("scene", "views", "resolution", "quick", "iterations", "lr_scale", "
 SETTING_DEFAULTS = {"lr_scale": 1.0, "decay_steps": None}
 
 
-def same_settings(previous: dict, report: dict) -> bool:
-    """Whether a JSON already on disk holds runs of this command's settings. Either side may predate a
-    setting (a file on disk, or a report another process began before the setting was recorded): a missing
-    one reads as what such runs did (``SETTING_DEFAULTS``)."""
+def settings_differences(previous: dict, report: dict) -> list[str]:
+    """How a JSON already on disk differs from this command's settings, one ``name: X there, Y here`` each
+    (empty: the same). Either side may predate a setting (a file on disk, or a report another process began
+    before the setting was recorded): a missing one reads as what such runs did (``SETTING_DEFAULTS``)."""
     def setting(d: dict, k: str):
         return d.get(k, SETTING_DEFAULTS.get(k))
 
-    return all(setting(previous, k) == setting(report, k) for k in SETTINGS)
+    return [f"{k}: {setting(previous, k)} there, {setting(report, k)} here"
+            for k in SETTINGS if setting(previous, k) != setting(report, k)]
+
+
+def same_settings(previous: dict, report: dict) -> bool:
+    """Whether a JSON already on disk holds runs of this command's settings (``settings_differences``)."""
+    return not settings_differences(previous, report)
 
 
 def lr_scale_flags(scale: float) -> list[str]:
@@ -686,8 +692,10 @@ def main(argv: list[str] | None = None) -> int:
                   "runs": []}
         if args.output.exists() and not args.overwrite:
             previous = json.loads(args.output.read_text())
-            if not same_settings(previous, report):
-                raise BenchmarkError(f"--output {args.output} holds runs of other settings; pass --overwrite to replace it")
+            differences = settings_differences(previous, report)
+            if differences:
+                raise BenchmarkError(f"--output {args.output} holds runs of other settings ({'; '.join(differences)}); "
+                                     "pass --overwrite to replace it, or another --output")
             report["runs"] = previous["runs"]
         elif args.overwrite and work.exists():
             import shutil

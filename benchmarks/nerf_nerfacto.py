@@ -212,10 +212,11 @@ def main(argv: list[str] | None = None) -> int:
             raise BenchmarkError("--iterations and --rays must be >= 1")
         if args.output.exists() and not args.overwrite:
             previous = json.loads(args.output.read_text())
-            settings = ("views", "resolution", "iterations", "rays")
-            if any(previous.get(k) != report[k] for k in settings):
-                raise BenchmarkError(f"--output {args.output} holds runs of other settings "
-                                     f"({', '.join(settings)}); pass --overwrite to replace it")
+            differences = [f"{k}: {previous.get(k)} there, {report[k]} here"
+                           for k in ("views", "resolution", "iterations", "rays") if previous.get(k) != report[k]]
+            if differences:
+                raise BenchmarkError(f"--output {args.output} holds runs of other settings ({'; '.join(differences)}); "
+                                     "pass --overwrite to replace it, or another --output")
             report["runs"] = previous["runs"]
     except BenchmarkError as error:
         print(f"error: {error}", file=sys.stderr)

@@ -86,6 +86,7 @@ def test_quick_run_end_to_end(tmp_path):
     other = subprocess.run([sys.executable, str(SCRIPT), "--output", str(output), "--views", "9"],
                            capture_output=True, text=True, cwd=ROOT, timeout=120)
     assert other.returncode == 2 and other.stderr.count("\n") == 1 and "--overwrite" in other.stderr
+    assert "views: 8 there, 9 here" in other.stderr  # names what differs (--quick renders 8 views)
 
 
 def test_iterations_pass_the_run_length_and_refuse_what_cannot_run(lite):
@@ -317,6 +318,8 @@ def test_decay_steps_decay_every_rate_over_the_first_steps_then_hold_it(lite):
     settings = {"scene": "duck", "views": 60, "resolution": 64, "quick": False, "iterations": 6900, "lr_scale": 1.0}
     assert lite.same_settings(settings, {**settings, "decay_steps": None})  # files written before the option
     assert not lite.same_settings(settings, {**settings, "decay_steps": 2300})
+    assert lite.settings_differences(settings, {**settings, "decay_steps": 2300, "views": 9}) == [
+        "views: 60 there, 9 here", "decay_steps: None there, 2300 here"]
 
 
 def test_held_rates_table_reads_each_run_at_the_decay_end_the_rule_and_the_end(lite):

@@ -86,4 +86,4 @@ def test_short_runs_per_seed_store_their_curve_and_a_rerun_keeps_them(tmp_path, 
     assert rerun["runs"] == runs and "--seed 1" not in rerun["command"]
     assert bench.main([*argv[:-2], "--iterations", "9", "--output", str(output)]) == 2
     error = capsys.readouterr().err
-    assert error.count("\n") == 1 and "other settings" in error
+    assert error.count("\n") == 1 and "other settings (iterations: 8 there, 9 here)" in error
