@@ -108,10 +108,10 @@ this margin is under ``CONVERGED_GAIN_DB``, and rising only when the gain minus 
 
 
 def smoothed_last_quarter_gain(curve: Sequence[Sequence[float]], iterations: int) -> tuple[float, float] | None:
-    """The gain over the last quarter of the run read off a smooth curve, with its standard error, as
-    ``(gain, se)``: a quadratic least-squares fit through every score logged in the last half of the run, from
-    three quarters of the run to its end. None: fewer than five points there (the error needs at least two
-    degrees of freedom after three coefficients).
+    """The gain from three quarters of the run to its end read off a smooth curve (a quadratic least-squares
+    fit through every score logged in the last half of the run), with its standard error, as ``(gain, se)``.
+    None: fewer than five points in that half (the error needs at least two degrees of freedom after three
+    coefficients).
 
     Why not two points: held-out PSNR on a few views moves by up to a dB between evaluations, so
     ``last_quarter_gain`` (a difference of two noisy points) can read a dip as convergence. The fit averages
