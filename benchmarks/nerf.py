@@ -19,7 +19,8 @@ Every run stops when its held-out PSNR gained less than 0.3 dB over the last qua
 (checked from ``min_iterations`` on; ``--rule smoothed`` reads that gain off a quadratic through the last
 half's points, with a margin of two standard errors, so that a dip does not stop a noisy run), or at the
 iteration cap, which is then recorded. The cap is planned from a timing taken at the start of the same
-command, so that all runs fit in ``--budget-seconds``. The omega sweep runs first on one seed; the chosen omega then runs on every seed.
+command, so that all runs fit in ``--budget-seconds``. The omega sweep runs first on one seed; the chosen
+omega then runs on every seed.
 Runs go to several processes sharing one GPU; the JSON is rewritten (atomically) as results arrive.
 
 ``--resume`` continues a results JSON over several calls (a device lent for minutes at a time): the runs

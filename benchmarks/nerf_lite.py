@@ -176,14 +176,12 @@ SETTING_DEFAULTS = {"lr_scale": 1.0, "decay_steps": None}
 
 
 def settings_differences(previous: dict, report: dict) -> list[str]:
-    """How a JSON already on disk differs from this command's settings, one ``name: X there, Y here`` each
-    (empty: the same). Either side may predate a setting (a file on disk, or a report another process began
-    before the setting was recorded): a missing one reads as what such runs did (``SETTING_DEFAULTS``)."""
-    def setting(d: dict, k: str):
-        return d.get(k, SETTING_DEFAULTS.get(k))
+    """How a JSON already on disk differs from this command's settings (``experiments.common``'s
+    ``settings_differences``). Either side may predate a setting (a file on disk, or a report another
+    process began before the setting was recorded): a missing one reads as ``SETTING_DEFAULTS``."""
+    from experiments.common import settings_differences as differences
 
-    return [f"{k}: {setting(previous, k)} there, {setting(report, k)} here"
-            for k in SETTINGS if setting(previous, k) != setting(report, k)]
+    return differences(previous, report, SETTINGS, SETTING_DEFAULTS)
 
 
 def same_settings(previous: dict, report: dict) -> bool:

@@ -189,6 +189,8 @@ def markdown_merged(reports: list[dict]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from experiments.common import settings_differences
+
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--scene", action="append", required=True, help="a scene name (rendered here) or a dataset folder; repeat")
     parser.add_argument("--views", type=int, default=100)
@@ -212,8 +214,7 @@ def main(argv: list[str] | None = None) -> int:
             raise BenchmarkError("--iterations and --rays must be >= 1")
         if args.output.exists() and not args.overwrite:
             previous = json.loads(args.output.read_text())
-            differences = [f"{k}: {previous.get(k)} there, {report[k]} here"
-                           for k in ("views", "resolution", "iterations", "rays") if previous.get(k) != report[k]]
+            differences = settings_differences(previous, report, ("views", "resolution", "iterations", "rays"))
             if differences:
                 raise BenchmarkError(f"--output {args.output} holds runs of other settings ({'; '.join(differences)}); "
                                      "pass --overwrite to replace it, or another --output")

@@ -10,8 +10,8 @@ from typing import Any, Callable, NoReturn, Sequence
 
 from sine_fields.io import atomic_write_json, atomic_write_text
 
-__all__ = ["CONVERGED_GAIN_DB", "OneLineParser", "SEED_SUMMARY_COLUMNS", "cpu_model", "first_step_meeting_rule", "first_step_meeting_smoothed_rule", "last_quarter_gain", "layer_kind", "mean_std", "markdown_table",
-           "parse_floats", "parse_ints", "plot_psnr_panels", "seed_summaries", "seed_summary_cells", "smoothed_last_quarter_gain", "smoothed_verdict", "write_json_atomic", "write_text_atomic"]
+__all__ = ["CONVERGED_GAIN_DB", "OneLineParser", "SEED_SUMMARY_COLUMNS", "cpu_model", "first_step_meeting_rule", "first_step_meeting_smoothed_rule", "first_step_where", "last_quarter_gain", "layer_kind", "mean_std", "markdown_table",
+           "parse_floats", "parse_ints", "plot_psnr_panels", "seed_summaries", "seed_summary_cells", "settings_differences", "smoothed_last_quarter_gain", "smoothed_verdict", "write_json_atomic", "write_text_atomic"]
 
 
 def cpu_model(cpuinfo: Path = Path("/proc/cpuinfo")) -> str | None:
@@ -87,19 +87,27 @@ def last_quarter_gain(curve: Sequence[Sequence[float]], iterations: int) -> floa
     return final - three_quarters[1]
 
 
+def first_step_where(curve: Sequence[Sequence[float]], start: int,
+                     holds: Callable[[Sequence[Sequence[float]], int], bool]) -> list[float] | None:
+    """The first logged ``[step, score]`` at or after ``start`` at which ``holds(curve up to that step, step)``:
+    where a run, had it stopped there, would have met a convergence rule. None: never, within the curve."""
+    for index, (step, score) in enumerate(curve):
+        if step >= start and holds(curve[:index + 1], step):
+            return [step, score]
+    return None
+
+
 def first_step_meeting_rule(curve: Sequence[Sequence[float]], start: int,
                             threshold: float = CONVERGED_GAIN_DB) -> list[float] | None:
     """The first logged ``[step, score]`` at or after ``start`` at which the run, had it stopped there, would
     meet the convergence rule: its score gained less than ``threshold`` over its last quarter (from the point
     logged closest to three quarters of that step, as ``last_quarter_gain``). None: never, within the curve.
     Reads a fixed-length run as the rule would have stopped it."""
-    for index, (step, score) in enumerate(curve):
-        if step < start or index == 0:
-            continue
-        gain = last_quarter_gain([*curve[:index], [step, score]], step)
-        if gain is not None and gain < threshold:
-            return [step, score]
-    return None
+    def holds(so_far, step):
+        gain = last_quarter_gain(so_far, step)
+        return gain is not None and gain < threshold
+
+    return first_step_where(curve, start, holds)
 
 
 SMOOTHED_SE_FACTOR = 2.0
@@ -149,12 +157,21 @@ def first_step_meeting_smoothed_rule(curve: Sequence[Sequence[float]], start: in
                                      threshold: float = CONVERGED_GAIN_DB) -> list[float] | None:
     """As ``first_step_meeting_rule``, with the smoothed rule: the first logged ``[step, score]`` at or after
     ``start`` at which ``smoothed_last_quarter_gain`` of the curve up to that step reads ``converged``."""
-    for step, score in curve:
-        if step < start:
-            continue
-        if smoothed_verdict(smoothed_last_quarter_gain([p for p in curve if p[0] <= step], step), threshold) == "converged":
-            return [step, score]
-    return None
+    return first_step_where(curve, start, lambda so_far, step: smoothed_verdict(
+        smoothed_last_quarter_gain(so_far, step), threshold) == "converged")
+
+
+def settings_differences(previous: dict, current: dict, names: Sequence[str], defaults: dict | None = None) -> list[str]:
+    """How a results JSON already on disk differs from this command's settings ``names``, one ``name: X there,
+    Y here`` each (empty: the same), so that a refused ``--output`` says what differs. A setting either side
+    lacks (recorded only by later versions) reads as ``defaults`` gives it: what runs without it did."""
+    defaults = defaults or {}
+
+    def setting(d: dict, name: str):
+        return d.get(name, defaults.get(name))
+
+    return [f"{name}: {setting(previous, name)} there, {setting(current, name)} here"
+            for name in names if setting(previous, name) != setting(current, name)]
 
 
 def layer_kind(run: dict) -> str:
