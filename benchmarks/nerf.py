@@ -1104,7 +1104,9 @@ def _machine(device: str) -> dict:
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    from experiments.common import OneLineParser  # its subcommands' parsers are of its class: bad options are one line
+
+    parser = OneLineParser(description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
     prepare = sub.add_parser("prepare", help="render scenes (CPU, trimesh) into one .npz")
     prepare.add_argument("--scene", action="append", required=True, help="a scene name of `sine-fields data list` or a mesh file; repeat")

@@ -15,7 +15,6 @@ same command (without ``--overwrite``) trains only the runs its output does not 
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import platform
@@ -189,9 +188,9 @@ def markdown_merged(reports: list[dict]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from experiments.common import settings_differences
+    from experiments.common import OneLineParser, settings_differences
 
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = OneLineParser(description=__doc__.splitlines()[0])
     parser.add_argument("--scene", action="append", required=True, help="a scene name (rendered here) or a dataset folder; repeat")
     parser.add_argument("--views", type=int, default=100)
     parser.add_argument("--resolution", type=int, default=64)

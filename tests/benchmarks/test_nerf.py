@@ -247,6 +247,9 @@ def test_bad_input_is_one_line(tmp_path):
                              capture_output=True, text=True, timeout=120)
     assert missing.returncode == 2
     assert missing.stderr.strip().count("\n") == 0 and "nope.npz" in missing.stderr
+    bad_rule = subprocess.run([sys.executable, str(SCRIPT), "run", "--rule", "bogus", "--output", str(tmp_path / "x.json")],
+                              capture_output=True, text=True, timeout=120)
+    assert bad_rule.returncode == 2 and bad_rule.stderr.strip().count("\n") == 0 and "--rule" in bad_rule.stderr
     existing = tmp_path / "x.json"
     existing.write_text("{}")
     again = subprocess.run([sys.executable, str(SCRIPT), "run", "--quick", "--scenes", str(tmp_path / "nope.npz"), "--output", str(existing)],
