@@ -8,9 +8,10 @@ that a change of machine load hits both alike:
 - one 32,768 x 256 by 256 x 256 product (the shape of the field's hidden layers at a step's samples);
 - a forward and backward pass of the `sine-nerf-lite` field (sine, rank 5) and of its dense twin at
   ``--samples`` random points and view directions, the arithmetic of one training step.
-Times are medians of repeats after a warm-up; the JSON keeps the load average before and after and whether
-the CPU has AMX tiles (``precision auto`` picks bfloat16 only then). Also recorded: how far the bfloat16
-field's outputs are from the float32 ones on the same weights (the rounding the products add).
+Times are medians of repeats after a warm-up; the JSON keeps the load average before and after and which
+bfloat16 units the CPU has, AMX tiles or AVX512-BF16 (``precision auto`` picks bfloat16 only where there are
+some). Also recorded: how far the bfloat16 field's outputs are from the float32 ones on the same weights
+(the rounding the products add).
 """
 
 from __future__ import annotations
@@ -123,7 +124,10 @@ def markdown(data: dict) -> str:
                     f"{r['speedup']:.1f}x |")
     m = data["machine"]
     rows.append("")
-    rows.append(f"{data['samples']:,} samples; AMX tiles: {'yes' if m['bfloat16_tiles'] else 'no'}; "
+    # files written before AVX512-BF16 counted recorded only whether the CPU had AMX tiles
+    units = m["bfloat16_units"] if "bfloat16_units" in m else ("AMX tiles" if m["bfloat16_tiles"] else None)
+    cpu = f"CPU: {m['cpu']}; " if m.get("cpu") else ""
+    rows.append(f"{data['samples']:,} samples; {cpu}bfloat16 units: {units or 'none'}; "
                 f"{m['threads']} threads; load average {m['load_average_before']:.2f} before, "
                 f"{m['load_average_after']:.2f} after. bfloat16 field against float32 on the same weights: "
                 f"colour within {data['bfloat16_max_rgb_error']:.3f}, density within "
@@ -145,7 +149,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     from experiments.common import cpu_model
     from sine_fields.io import atomic_write_json
-    from sine_fields.methods.precision import cpu_has_bfloat16_tiles
+    from sine_fields.methods.precision import cpu_bfloat16_units
 
     load_before = _load()
     result = measure(args.samples, args.repeats)
@@ -154,7 +158,7 @@ def main(argv: list[str] | None = None) -> int:
         "samples": args.samples, "repeats": args.repeats, "quick": args.quick, **result,
         "machine": {"platform": platform.platform(), "cpu": cpu_model(), "cpu_count": os.cpu_count(),
                     "threads": torch.get_num_threads(),
-                    "torch": torch.__version__, "bfloat16_tiles": cpu_has_bfloat16_tiles(),
+                    "torch": torch.__version__, "bfloat16_units": cpu_bfloat16_units(),
                     "load_average_before": load_before, "load_average_after": _load()},
     }
     atomic_write_json(args.output, data)

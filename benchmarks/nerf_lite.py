@@ -189,6 +189,11 @@ def same_settings(previous: dict, report: dict) -> bool:
     return not settings_differences(previous, report)
 
 
+def precision_flags(precision: str) -> list[str]:
+    """ns-train flags for the field's arithmetic: none for the recipe's ``auto`` (a run as users start it)."""
+    return [] if precision == "auto" else ["--pipeline.model.precision", precision]
+
+
 def lr_scale_flags(scale: float) -> list[str]:
     """ns-train flags that multiply the lite recipe's starting and final learning rate of every optimiser
     (``fields``, ``factors_u``) by ``scale``; none for 1. The rates are read from the recipe's config, so
@@ -427,14 +432,27 @@ def schedule_of(run: dict, report: dict) -> tuple[int, int]:
     return decay, run["iterations"]
 
 
+def auto_arithmetic(machine: dict) -> tuple[str, str] | None:
+    """What ``precision auto`` ran the field's products in on the machine a file recorded, and why:
+    ("bfloat16", "a CPU with AMX tiles"), ("float32", "a CPU without bfloat16 units"), ...; None for a
+    file that recorded no machine. Files that recorded only ``bfloat16_tiles`` were written while ``auto``
+    counted AMX tiles alone: it ran float32 wherever there were none, AVX512-BF16 or not."""
+    if "bfloat16_units" in machine:
+        units = machine["bfloat16_units"]
+        return ("bfloat16", f"a CPU with {units}") if units else ("float32", "a CPU without bfloat16 units")
+    if machine.get("bfloat16_tiles") is None:
+        return None
+    return ("bfloat16", "a CPU with AMX tiles") if machine["bfloat16_tiles"] else ("float32", "a CPU without AMX tiles")
+
+
 def run_arithmetic(run: dict, report: dict) -> str:
-    """The field's products in one run: ``precision auto`` is bfloat16 on a CPU with AMX tiles and float32
-    elsewhere (``arithmetic_note``); "unknown" for a file that did not record its machine."""
+    """The field's products in one run: its ``precision``, or for ``auto`` what that chose on the file's
+    machine (``auto_arithmetic``); "unknown" for a file that did not record its machine."""
     precision = run.get("precision", "auto")
     if precision != "auto":
         return precision
-    tiles = (report.get("machine") or {}).get("bfloat16_tiles")
-    return "unknown" if tiles is None else ("bfloat16" if tiles else "float32")
+    auto = auto_arithmetic(report.get("machine") or {})
+    return "unknown" if auto is None else auto[0]
 
 
 def schedules_at_steps_markdown(reports: list[dict], steps: tuple[int, ...] = (2300, 4600, 6900)) -> str:
@@ -603,17 +621,17 @@ def markdown(data: dict) -> str:
 
 def arithmetic_note(data: dict) -> str:
     """What arithmetic the file's runs used, and on how many threads: the wall times mean little without it
-    (``precision auto`` is bfloat16 only on a CPU with AMX tiles, several times faster there). Empty for a
-    file that did not record its machine."""
+    (``precision auto`` is bfloat16 only on a CPU with bfloat16 units, several times faster there). Empty for
+    a file that did not record its machine."""
     machine = data.get("machine") or {}
-    if machine.get("bfloat16_tiles") is None:
+    auto = auto_arithmetic(machine)
+    if auto is None:
         return ""
     precisions = {r.get("precision", "auto") for r in data["runs"]}
     if precisions == {"auto"}:
-        products = ("bfloat16 (`precision auto` on a CPU with AMX tiles)" if machine["bfloat16_tiles"]
-                    else "float32 (`precision auto` on a CPU without AMX tiles)")
+        products = f"{auto[0]} (`precision auto` on {auto[1]})"
     else:
-        products = "per run: " + ", ".join(sorted(precisions))
+        products = "per run: " + ", ".join(sorted({run_arithmetic(r, data) for r in data["runs"]}))
     threads = machine.get("omp_num_threads") or f"all {machine.get('cpu_count')} cores"
     cpu = f"; CPU: {machine['cpu']}" if machine.get("cpu") else ""  # older files did not record it
     return f"Field products: {products}; threads per run: {threads}{cpu}."
@@ -648,6 +666,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--work", type=Path, help="where runs and logs go (default: beside --output, not committed)")
     parser.add_argument("--iterations", type=int,
                         help="ns-train's --max-num-iterations (default: the recipe's 2,300; the schedules follow it)")
+    parser.add_argument("--precision", choices=["auto", "float32", "bfloat16"], default="auto",
+                        help="the field's products (--pipeline.model.precision; auto: bfloat16 on a CPU with "
+                             "bfloat16 units); float32 reproduces a float32 file on any CPU")
     parser.add_argument("--lr-scale", type=float, default=1.0, metavar="F",
                         help="multiply every optimiser's starting and final learning rate by F (default: the recipe's, 1)")
     parser.add_argument("--decay-steps", type=int, metavar="N",
@@ -668,7 +689,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.plot_only is not None:
         return plot_only(args.output, args.plot_only)
     from experiments.common import cpu_model
-    from sine_fields.methods.precision import cpu_has_bfloat16_tiles
+    from sine_fields.methods.precision import cpu_bfloat16_units
 
     linears = args.linear or ["sine"]
     seeds = args.seed or [42]  # nerfstudio's default seed
@@ -676,7 +697,8 @@ def main(argv: list[str] | None = None) -> int:
         args.views, args.resolution = 8, 16
     work = args.work or args.output.with_name(args.output.stem + "-runs")
     try:
-        extra = (ns_train_flags(args.quick, args.iterations) + lr_scale_flags(args.lr_scale)
+        extra = (ns_train_flags(args.quick, args.iterations) + precision_flags(args.precision)
+                 + lr_scale_flags(args.lr_scale)
                  + decay_steps_flags(args.decay_steps, args.iterations))
         if args.data is not None and not (args.data / "transforms.json").is_file():
             raise BenchmarkError(f"--data {args.data}: no transforms.json (make one with `sine-fields data scene`)")
@@ -686,7 +708,7 @@ def main(argv: list[str] | None = None) -> int:
                   "lr_scale": args.lr_scale, "decay_steps": args.decay_steps,
                   "machine": {"platform": platform.platform(), "cpu": cpu_model(), "cpu_count": os.cpu_count(),
                               "omp_num_threads": os.environ.get("OMP_NUM_THREADS"),
-                              "bfloat16_tiles": cpu_has_bfloat16_tiles()},
+                              "bfloat16_units": cpu_bfloat16_units()},
                   "runs": []}
         if args.output.exists() and not args.overwrite:
             previous = json.loads(args.output.read_text())

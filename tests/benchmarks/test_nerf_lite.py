@@ -72,7 +72,7 @@ def test_quick_run_end_to_end(tmp_path):
     assert run["ns_train_wall_seconds"] > 0 and len(run["load_average_1min_before_and_after"]) == 2
     shares = run["cpu_time_shares_during_training"]
     assert shares["busy"] > 0 and sum(shares.values()) == pytest.approx(1.0, abs=0.01)
-    assert run["precision"] == "auto" and isinstance(data["machine"]["bfloat16_tiles"], bool)
+    assert run["precision"] == "auto" and data["machine"]["bfloat16_units"] in ("AMX tiles", "AVX512-BF16", None)
     assert data["lr_scale"] == 0.5
     from sine_fields.methods.sine_nerf_lite import FACTORS_U_LR_SCALE, FIELD_LR, FIELD_LR_FINAL
 
@@ -247,10 +247,24 @@ def test_the_table_says_what_arithmetic_and_threads_its_runs_used(lite):
     untiled = {**machine, "bfloat16_tiles": False, "omp_num_threads": "1"}
     assert lite.arithmetic_note({"runs": runs, "machine": untiled}) == (
         "Field products: float32 (`precision auto` on a CPU without AMX tiles); threads per run: 1.")
+    # files written since AVX512-BF16 counts name the units (or none); older ones recorded only AMX tiles
+    zen = {**untiled, "bfloat16_units": "AVX512-BF16"}
+    assert lite.arithmetic_note({"runs": runs, "machine": zen}) == (
+        "Field products: bfloat16 (`precision auto` on a CPU with AVX512-BF16); threads per run: 1.")
+    assert lite.run_arithmetic(runs[0], {"machine": zen}) == "bfloat16"
+    bare = {**untiled, "bfloat16_units": None}
+    assert lite.arithmetic_note({"runs": runs, "machine": bare}) == (
+        "Field products: float32 (`precision auto` on a CPU without bfloat16 units); threads per run: 1.")
     named = {**untiled, "cpu": "AMD EPYC"}
     assert lite.arithmetic_note({"runs": runs, "machine": named}).endswith("threads per run: 1; CPU: AMD EPYC.")
     forced = [{**runs[0], "precision": "float32"}]
     assert lite.arithmetic_note({"runs": forced, "machine": machine}).startswith("Field products: per run: float32;")
+    # a file mixing forced float32 runs with auto ones on a bfloat16 CPU names what each ran
+    mixed = {"runs": runs + forced, "machine": zen}
+    assert lite.arithmetic_note(mixed).startswith("Field products: per run: bfloat16, float32;")
+    # --precision: the recipe's auto adds no flag (a run as users start it); the others set the model's
+    assert lite.precision_flags("auto") == []
+    assert lite.precision_flags("float32") == ["--pipeline.model.precision", "float32"]
     assert lite.arithmetic_note({"runs": runs}) == "" and "Field products" not in lite.markdown({"runs": runs})
 
 

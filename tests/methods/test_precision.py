@@ -15,18 +15,35 @@ def test_explicit_choices_are_taken_as_given():
         assert resolve_precision("bfloat16", device) is torch.bfloat16
 
 
-@pytest.mark.parametrize("tiles", [True, False])
-def test_auto_is_bfloat16_only_on_a_cpu_with_amx_tiles(monkeypatch, tiles):
-    monkeypatch.setattr(precision, "cpu_has_bfloat16_tiles", lambda: tiles)
-    assert resolve_precision("auto", torch.device("cpu")) is (torch.bfloat16 if tiles else torch.float32)
+@pytest.mark.parametrize("units", ["AMX tiles", "AVX512-BF16", None])
+def test_auto_is_bfloat16_only_on_a_cpu_with_bfloat16_units(monkeypatch, units):
+    monkeypatch.setattr(precision, "cpu_bfloat16_units", lambda: units)
+    assert resolve_precision("auto", torch.device("cpu")) is (torch.bfloat16 if units else torch.float32)
     # the GPU recipe measured is float32: auto does not change it
     assert resolve_precision("auto", torch.device("cuda")) is torch.float32
 
 
-def test_a_torch_without_the_private_check_reads_as_no_tiles(monkeypatch):
+@pytest.mark.parametrize(("amx", "avx512_bf16", "expected"), [
+    (True, True, "AMX tiles"), (False, True, "AVX512-BF16"), (True, False, "AMX tiles"), (False, False, None)])
+def test_units_are_named_amx_first(monkeypatch, amx, avx512_bf16, expected):
+    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: amx, raising=False)
+    monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: avx512_bf16, raising=False)
+    assert precision.cpu_bfloat16_units() == expected
+
+
+def test_a_torch_without_the_private_checks_reads_as_no_units(monkeypatch):
     monkeypatch.delattr(torch.cpu, "_is_amx_tile_supported", raising=False)
-    assert precision.cpu_has_bfloat16_tiles() is False
+    monkeypatch.delattr(torch.cpu, "_is_avx512_bf16_supported", raising=False)
+    assert precision.cpu_bfloat16_units() is None
     assert resolve_precision("auto", torch.device("cpu")) is torch.float32
+
+
+def test_a_check_that_fails_reads_as_that_unit_missing(monkeypatch):
+    def broken():
+        raise RuntimeError("cpuinfo could not be read")
+    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", broken, raising=False)
+    monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: True, raising=False)
+    assert precision.cpu_bfloat16_units() == "AVX512-BF16"
 
 
 def test_a_bad_choice_names_the_option():
