@@ -124,8 +124,10 @@ def markdown(data: dict) -> str:
                     f"{r['speedup']:.1f}x |")
     m = data["machine"]
     rows.append("")
-    # files written before AVX512-BF16 counted recorded only whether the CPU had AMX tiles
-    units = m["bfloat16_units"] if "bfloat16_units" in m else ("AMX tiles" if m["bfloat16_tiles"] else None)
+    # files written before AVX512-BF16 counted recorded only whether the CPU had AMX tiles: without them,
+    # such a file cannot say the CPU had no bfloat16 units at all
+    units = (m["bfloat16_units"] if "bfloat16_units" in m
+             else "AMX tiles" if m["bfloat16_tiles"] else "no AMX tiles (AVX512-BF16 not checked)")
     cpu = f"CPU: {m['cpu']}; " if m.get("cpu") else ""
     rows.append(f"{data['samples']:,} samples; {cpu}bfloat16 units: {units or 'none'}; "
                 f"{m['threads']} threads; load average {m['load_average_before']:.2f} before, "

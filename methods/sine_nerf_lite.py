@@ -338,8 +338,8 @@ def nerf_lite_trainer_config(method_name: str = "sine-nerf-lite", linear: str = 
       against 26.2 with seed 42, and at 27.1 against 21.6 with seed 7, where the one-rate run fell back from
       21.5 to 19.5 dB between steps 500 and 1,000; ``U`` x2.7 with ``V`` x0.37 reached 26.5 (seed 42);
     - the field's products in bfloat16 on a CPU with AMX tiles or AVX512-BF16 (``precision auto``,
-      ``precision.py``; speed in ``benchmarks/field_precision.py``): in a screening run of 1,000 steps the held-out PSNR curve
-      followed the float32 run's within 0.6 dB (20.4 / 22.9 / 24.1 against 21.0 / 23.0 / 24.2 at steps
+      ``precision.py``; speed in ``benchmarks/field_precision.py``): in a screening run of 1,000 steps the
+      held-out PSNR curve followed the float32 run's within 0.6 dB (20.4 / 22.9 / 24.1 against 21.0 / 23.0 / 24.2 at steps
       250 / 500 / 750, one seed each);
     - rays that the grid holds empty (opacity below 0.01: most of an object scene's background) get 8
       uniform field samples instead of 32: 23 % less time per step once half the rays are empty, and over

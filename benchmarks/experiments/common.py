@@ -10,8 +10,11 @@ from typing import Any, Callable, NoReturn, Sequence
 
 from sine_fields.io import atomic_write_json, atomic_write_text
 
-__all__ = ["CONVERGED_GAIN_DB", "OneLineParser", "SEED_SUMMARY_COLUMNS", "cpu_model", "first_step_meeting_rule", "first_step_meeting_smoothed_rule", "first_step_where", "last_quarter_gain", "layer_kind", "mean_std", "markdown_table",
-           "parse_floats", "parse_ints", "plot_psnr_panels", "seed_summaries", "seed_summary_cells", "settings_differences", "smoothed_last_quarter_gain", "smoothed_verdict", "write_json_atomic", "write_text_atomic"]
+__all__ = ["CONVERGED_GAIN_DB", "OneLineParser", "SEED_SUMMARY_COLUMNS", "cpu_model", "first_step_meeting_rule",
+           "first_step_meeting_smoothed_rule", "first_step_where", "last_quarter_gain", "layer_kind", "mean_std",
+           "markdown_table", "parse_floats", "parse_ints", "plot_psnr_panels", "seed_summaries", "seed_summary_cells",
+           "settings_differences", "smoothed_last_quarter_gain", "smoothed_verdict", "write_json_atomic",
+           "write_text_atomic"]
 
 
 def cpu_model(cpuinfo: Path = Path("/proc/cpuinfo")) -> str | None:
@@ -161,7 +164,8 @@ def first_step_meeting_smoothed_rule(curve: Sequence[Sequence[float]], start: in
         smoothed_last_quarter_gain(so_far, step), threshold) == "converged")
 
 
-def settings_differences(previous: dict, current: dict, names: Sequence[str], defaults: dict | None = None) -> list[str]:
+def settings_differences(previous: dict, current: dict, names: Sequence[str],
+                         defaults: dict | None = None) -> list[str]:
     """How a results JSON already on disk differs from this command's settings ``names``, one ``name: X there,
     Y here`` each (empty: the same), so that a refused ``--output`` says what differs. A setting either side
     lacks (recorded only by later versions) reads as ``defaults`` gives it: what runs without it did."""
